@@ -1,0 +1,1 @@
+"""Effects: files, databases, environments, processes. Each step undoable."""

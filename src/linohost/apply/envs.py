@@ -1,0 +1,119 @@
+"""Environments: virtualenvs of Lino, its apps and front ends, shared by sites."""
+
+import datetime
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from ..errors import Conflict, StepFailed
+from ..model import apps, names
+from ..model.env import Env
+from .files import atomic_write, remove_tree
+from .journal import Journal, undo_step
+
+#: Always installed: the framework, both front ends, the database drivers.
+BASE_PACKAGES = ("lino", "lino-react", "lino-extjs", "psycopg[binary]", "PyMySQL",
+                 "setuptools<80")
+
+
+def site_script():
+    return resources.files("linohost.apply").joinpath("scripts/siteinit.py").read_text()
+
+
+def package_list(requested):
+    """Base packages plus *requested*, where app short names stand for their packages."""
+    out = list(BASE_PACKAGES)
+    for p in requested:
+        for q in (apps.APPS[p].packages if p in apps.APPS else (p,)):
+            if q not in out:
+                out.append(q)
+    return out
+
+
+def pip(ctx, env_path, args, what):
+    return ctx.system.run([f"{env_path}/bin/python", "-m", "pip", "--disable-pip-version-check",
+                           "--no-input", "-q", *args], what=what)
+
+
+def create(ctx, name, requested):
+    """Create environment *name* with *requested* packages (or app short names)."""
+    host = ctx.host
+    names.env_name(name)
+    path = host.envs_dir / name
+    if path.exists():
+        raise Conflict(f"environment {name!r} already exists ({path})")
+    python = ctx.cfg["python"]
+    if not Path(python).exists():
+        raise StepFailed(f"base Python {python} not found (host config key `python`)")
+    packages = package_list(requested)
+    journal = Journal(host, "env-create", name).start()
+    try:
+        journal.record("tree", path=str(path))
+        ctx.progress(f"creating virtualenv {path} from {python}")
+        ctx.system.run([python, "-m", "venv", path], what="python -m venv")
+        ctx.progress(f"installing {' '.join(packages)}")
+        pip(ctx, path, ["install", "-U", "pip", "wheel"], "pip install pip")
+        pip(ctx, path, ["install", *packages], "pip install")
+        static = path / "static"
+        static.mkdir()
+        if ctx.system.site_owner:
+            shutil.chown(static, *ctx.system.site_owner)
+        env = Env(name=name, path=str(path), python=python, packages=tuple(packages),
+                  created=_now())
+        save(env)
+    except BaseException:
+        journal.undo(ctx)
+        raise
+    journal.commit()
+    return env
+
+
+def save(env):
+    atomic_write(Path(env.path) / Env.FILENAME, env.dumps())
+
+
+def ensure_app(ctx, env, app, project_dir):
+    """Install what *app* needs into *env*, once per environment (Lino's `install`)."""
+    if app.name in env.apps_installed:
+        return env
+    ctx.progress(f"installing the requirements of {app.name} into environment {env.name}")
+    out = run_site_tasks(ctx, env, project_dir, ["requirements"]).stdout
+    reqs = [line.split(":", 1)[1].strip() for line in out.splitlines()
+            if line.startswith("requirement:")]
+    if reqs:
+        pip(ctx, env.path, ["install", *reqs], f"pip install {' '.join(reqs)}")
+    env = _replace(env, apps_installed=env.apps_installed + (app.name,))
+    save(env)
+    return env
+
+
+def run_site_tasks(ctx, env, project_dir, tasks):
+    """Run siteinit tasks for the site in *project_dir* as the site user."""
+    return ctx.system.run([env.bin_python, "-c", site_script(), project_dir, *tasks],
+                          as_site=True, cwd=project_dir, what=f"{' '.join(tasks)} ({project_dir.name})")
+
+
+def mark_static(env, app):
+    if app.name not in env.static_apps:
+        env = _replace(env, static_apps=env.static_apps + (app.name,))
+        save(env)
+    return env
+
+
+def _replace(env, **kw):
+    import dataclasses
+    return dataclasses.replace(env, **kw)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@undo_step("tree")
+def _undo_tree(ctx, path):
+    remove_tree(path)
+
+
+@undo_step("file")
+def _undo_file(ctx, path):
+    Path(path).unlink(missing_ok=True)

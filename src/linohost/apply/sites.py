@@ -1,0 +1,166 @@
+"""Creating and removing sites: every step journaled, all or nothing."""
+
+import datetime
+import glob
+import os
+import secrets
+from pathlib import Path
+
+from ..backends.db import backend
+from ..errors import Conflict, UsageError
+from ..model import apps, names
+from ..model.site import Site
+from ..render import site as render_site
+from . import envs
+from .files import atomic_write, chown_tree, write_secret
+from .journal import Journal, undo_step
+
+
+def env_modules(env):
+    """Top-level module names installed in *env* (a site name must not shadow one)."""
+    out = set()
+    for p in glob.glob(f"{env.path}/lib/python3*/site-packages/*"):
+        n = Path(p).name
+        if n.endswith(".dist-info") or n.endswith(".pth"):
+            continue
+        out.add(n.removesuffix(".py").split(".")[0])
+    return out
+
+
+def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
+             front_end=None):
+    """Validate everything about a new site before anything is made; return its record."""
+    host = ctx.host
+    env_rec = host.env(env)
+    names.site_name(name, env_modules(env_rec))
+    if host.has_site(name) or host.site_dir(name).exists():
+        raise Conflict(f"site {name!r} already exists")
+    app_rec = apps.resolve(app)
+    top = app_rec.settings_module.split(".")[0]
+    if top not in env_modules(env_rec):
+        raise UsageError(
+            f"app {app!r} is not installed in environment {env!r} (module {top} missing): "
+            f"create an environment with it, e.g. `linohost env create NAME {app}`")
+    if db not in ("sqlite", "postgresql", "mysql"):
+        raise UsageError(f"unknown database engine {db!r}")
+    if domain:
+        names.domain(domain)
+    db_name = f"lino_{name}" if db != "sqlite" else ""
+    be = backend(db, ctx.cfg)
+    be.check()
+    if be.server and be.exists(db_name):
+        raise Conflict(f"a {db} database or user named {db_name!r} already exists")
+    prefix_site = not domain and ctx.cfg["mode"] == "prefix"
+    if front_end is None:
+        front_end = "extjs" if prefix_site else "react"
+    if front_end not in render_site.FRONT_ENDS:
+        raise UsageError(f"unknown front end {front_end!r}: use react or extjs")
+    return Site(name=name, app=app_rec.name, settings_module=app_rec.settings_module, env=env,
+                db=db, title=title or name.replace("_", " ").title(),
+                languages=tuple(languages), front_end=front_end, domain=domain,
+                db_name=db_name, created=_now())
+
+
+def new(ctx, site, data="demo"):
+    """Create *site* (a record from :func:`plan_new`): files, database, data, caches."""
+    host, system = ctx.host, ctx.system
+    env = host.env(site.env)
+    app = apps.resolve(site.app)
+    project = host.site_dir(site.name)
+    journal = Journal(host, "new", site.name).start()
+    try:
+        journal.record("tree", path=str(project))
+        project.mkdir()
+        for sub in ("media", "config", "apache"):
+            (project / sub).mkdir()
+        write_files(host, site)
+        be = backend(site.db, ctx.cfg)
+        if be.server:
+            secret = host.secrets_dir / f"db-{site.name}"
+            journal.record("file", path=str(secret))
+            write_secret(secret, secrets.token_urlsafe(24), system.site_owner)
+            journal.record("database", engine=site.db, name=site.db_name)
+            ctx.progress(f"creating {site.db} database and user {site.db_name}")
+            be.create(site.db_name, (host.secrets_dir / f"db-{site.name}").read_text().strip())
+        if system.site_owner:
+            chown_tree(project, system.site_owner)
+        env = envs.ensure_app(ctx, env, app, project)
+        tasks = [data]
+        if app.name not in env.static_apps:
+            tasks.append("static")
+        tasks.append("cache")
+        ctx.progress(f"initialising {site.name}: {', '.join(tasks)}")
+        envs.run_site_tasks(ctx, env, project, tasks)
+        if "static" in tasks:
+            envs.mark_static(env, app)
+        record = host.registry_dir / f"{site.name}.toml"
+        journal.record("file", path=str(record))
+        atomic_write(record, site.dumps())
+    except BaseException:
+        ctx.progress(f"rolling back {site.name}")
+        journal.undo(ctx)
+        raise
+    journal.commit()
+    return site
+
+
+def settings_context(host, site):
+    env = host.env(site.env)
+    be = backend(site.db, host.cfg)
+    if site.domain:
+        allowed = [site.domain]
+    elif host.cfg["mode"] == "domain":
+        allowed = [f"{site.name}.{host.cfg['server_name']}", f"{site.name}.localhost"]
+    else:
+        allowed = [host.cfg["server_name"], "localhost", "127.0.0.1"]
+    return dict(site_prefix=host.site_prefix(site), static_root=env.static_root,
+                allowed_hosts=list(dict.fromkeys(allowed)),
+                db_server=be.connect_args() if be.server else None)
+
+
+def write_files(host, site):
+    """Write the generated files of *site*'s project directory."""
+    project = host.site_dir(site.name)
+    for rel, text in render_site.project_files(site, **settings_context(host, site)).items():
+        atomic_write(project / rel, text)
+
+
+def write_settings(host, site, owner=None):
+    """Regenerate settings.py of an existing site (after `init` changed the host)."""
+    path = host.site_dir(site.name) / "settings.py"
+    atomic_write(path, render_site.settings_py(site, **settings_context(host, site)))
+    if owner:
+        os.chown(path, *owner)
+
+
+def destruction_plan(host, site):
+    """What `rm` destroys, in order, as journal steps."""
+    steps = [{"kind": "file", "path": str(host.registry_dir / f"{site.name}.toml")}]
+    if site.db != "sqlite":
+        steps.append({"kind": "database", "engine": site.db, "name": site.db_name})
+        steps.append({"kind": "file", "path": str(host.secrets_dir / f"db-{site.name}")})
+    steps.append({"kind": "tree", "path": str(host.site_dir(site.name))})
+    return steps
+
+
+def describe(step):
+    if step["kind"] == "database":
+        return f"{step['engine']} database and user {step['name']}"
+    return {"tree": "directory", "file": "file"}[step["kind"]] + " " + step["path"]
+
+
+def rm(ctx, site):
+    """Destroy *site*: registry record, database and user, secrets, directory."""
+    journal = Journal(ctx.host, "rm", site.name).start(destruction_plan(ctx.host, site))
+    errors = journal.undo(ctx, log=ctx.progress)
+    if errors:
+        raise Conflict(f"could not remove everything of {site.name}: {errors[0]}")
+
+
+@undo_step("database")
+def _undo_database(ctx, engine, name):
+    backend(engine, ctx.cfg).drop(name)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,1 @@
+"""Backends: databases, web servers, process managers."""

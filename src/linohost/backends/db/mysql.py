@@ -1,0 +1,56 @@
+"""MariaDB/MySQL: a database and a user of the same name per site."""
+
+import pymysql
+
+from ...errors import ServiceUnavailable
+
+
+def quote_ident(name):
+    """A backtick-quoted identifier (PyMySQL quotes values, not identifiers)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class MySQL:
+    engine = "mysql"
+    server = True
+
+    def __init__(self, cfg):
+        self.host, self.port = cfg["mysql.host"], cfg["mysql.port"]
+        self.user, self.password = cfg["mysql.admin_user"], cfg["mysql.admin_password"]
+        self.client_host = cfg["mysql.client_host"]
+
+    def connect_args(self):
+        return {"host": self.host, "port": self.port}
+
+    def _connect(self):
+        try:
+            return pymysql.connect(host=self.host, port=self.port, user=self.user,
+                                   password=self.password, autocommit=True, connect_timeout=5)
+        except pymysql.err.OperationalError as e:
+            raise ServiceUnavailable(
+                f"cannot reach MariaDB/MySQL at {self.host}:{self.port}: {e.args[-1]}") from None
+
+    def check(self):
+        self._connect().close()
+
+    def exists(self, name):
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+            db = cur.fetchone()
+            cur.execute("SELECT 1 FROM mysql.user WHERE user = %s", (name,))
+            user = cur.fetchone()
+        return bool(db or user)
+
+    def create(self, name, password):
+        """Create database *name* and user *name* with privileges on it only."""
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {quote_ident(name)} "
+                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (name, self.client_host, password))
+            cur.execute(f"GRANT ALL PRIVILEGES ON {quote_ident(name)}.* TO %s@%s",
+                        (name, self.client_host))
+
+    def drop(self, name):
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
+            cur.execute("DROP USER IF EXISTS %s@%s", (name, self.client_host))

@@ -1,0 +1,53 @@
+"""PostgreSQL: a database owned by a role of the same name, per site."""
+
+import psycopg
+from psycopg import sql
+
+from ...errors import ServiceUnavailable
+
+
+class PostgreSQL:
+    engine = "postgresql"
+    server = True
+
+    def __init__(self, cfg):
+        self.host, self.port = cfg["postgresql.host"], cfg["postgresql.port"]
+        self.user, self.password = cfg["postgresql.admin_user"], cfg["postgresql.admin_password"]
+
+    def connect_args(self):
+        return {"host": self.host, "port": self.port}
+
+    def _connect(self, dbname="postgres"):
+        try:
+            return psycopg.connect(host=self.host, port=self.port, user=self.user,
+                                   password=self.password or None, dbname=dbname,
+                                   autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ServiceUnavailable(
+                f"cannot reach PostgreSQL at {self.host}:{self.port}: {first}") from None
+
+    def check(self):
+        self._connect().close()
+
+    def exists(self, name):
+        with self._connect() as c:
+            db = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            role = c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        return bool(db or role)
+
+    def create(self, name, password):
+        """Create role *name* and database *name* owned by it, closed to others."""
+        ident = sql.Identifier(name)
+        with self._connect() as c:
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                ident, sql.Literal(password)))
+            c.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0")
+                      .format(ident, ident))
+            c.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+
+    def drop(self, name):
+        ident = sql.Identifier(name)
+        with self._connect() as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))

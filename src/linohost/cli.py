@@ -1,0 +1,245 @@
+"""The `linohost` command: parse, call the model and apply layers, print.
+
+The only place that turns a LinohostError into one line on stderr and an exit
+code; LINOHOST_TRACEBACK=1 or --traceback shows the stack instead.
+"""
+
+import os
+import sys
+import traceback
+
+import click
+
+from . import output
+from .apply import envs as env_ops
+from .apply import hostinit
+from .apply import sites as site_ops
+from .apply.context import Context
+from .apply.journal import Journal
+from .apply.lock import host_lock
+from .apply.system import System
+from .errors import LinohostError, UsageError
+from .model import names
+from .model.host import Host
+from .backends.db import ENGINES
+
+
+class State:
+    def __init__(self, root, traceback):
+        self.root = root
+        self.traceback = traceback
+
+    def host(self):
+        return Host.open(Host.resolve_root(self.root))
+
+    def context(self, host=None):
+        host = host or self.host()
+        return Context(host, System(host.cfg, host.home_dir), output.progress)
+
+    def locked(self, ctx):
+        """The host lock, after repairing what an interrupted command left."""
+        lock = host_lock(ctx.host, on_wait=lambda: output.progress(
+            "another linohost command is changing this host: waiting"))
+
+        class _Repairing:
+            def __enter__(s):
+                lock.__enter__()
+                for j in Journal.pending(ctx.host):
+                    output.progress(f"repairing an interrupted {j.op} ({j.path.name})")
+                    j.undo(ctx, log=output.progress)
+                return s
+
+            def __exit__(s, *exc):
+                return lock.__exit__(*exc)
+        return _Repairing()
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False), envvar="LINOHOST_ROOT",
+              help="Host root (default: $LINOHOST_ROOT, /usr/local/lino_sites as root, "
+                   "~/lino_sites otherwise).")
+@click.option("--traceback", is_flag=True, envvar="LINOHOST_TRACEBACK",
+              help="Show the Python traceback of errors.")
+@click.version_option(package_name="linohost")
+@click.pass_context
+def cli(ctx, root, traceback):
+    """Host many Lino sites on one machine."""
+    ctx.obj = State(root, traceback)
+
+
+# -- host --------------------------------------------------------------------
+
+@cli.command()
+@click.option("--server-name", help="Host name of the server (prefix mode) or parent domain.")
+@click.option("--mode", type=click.Choice(["prefix", "domain"]),
+              help="Sites under URL prefixes of one host, or one host name per site.")
+@click.option("--secret", "secret_policy", type=click.Choice(["derived", "shared", "env"]),
+              help="SECRET_KEY policy (default derived: one key per site from a master secret).")
+@click.option("--python", help="Base Python for environments (readable by the site user).")
+@click.option("--port", "apache__port", type=int, help="Port of `linohost serve`.")
+@click.pass_obj
+def init(state, **changes):
+    """Create a host root, or change its configuration."""
+    host = hostinit.init(state.root, changes, output.progress)
+    output.progress(f"host root ready: {host.root}")
+
+
+# -- environments --------------------------------------------------------------
+
+@cli.group()
+def env():
+    """Shared virtualenvs of Lino, its apps and front ends."""
+
+
+@env.command("create")
+@click.argument("name")
+@click.argument("packages", nargs=-1)
+@pass_state
+def env_create(state, name, packages):
+    """Create environment NAME with PACKAGES (pip names or app short names: cosi noi ...)."""
+    ctx = state.context()
+    with state.locked(ctx):
+        e = env_ops.create(ctx, name, packages)
+    output.progress(f"environment {e.name} ready: {e.path}")
+
+
+@env.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def env_list(state, as_json):
+    """List the environments and the sites using each."""
+    host = state.host()
+    users = {}
+    for s in host.sites():
+        users.setdefault(s.env, []).append(s.name)
+    rows = [{"name": e.name, "path": e.path, "python": e.python, "packages": list(e.packages),
+             "apps": list(e.apps_installed), "sites": users.get(e.name, [])}
+            for e in host.envs()]
+    if as_json:
+        output.print_json(rows)
+    else:
+        output.table(["name", "sites", "apps", "path"],
+                     [(r["name"], len(r["sites"]), " ".join(r["apps"]), r["path"]) for r in rows])
+
+
+# -- sites -------------------------------------------------------------------
+
+@cli.command()
+@click.argument("site")
+@click.option("--app", required=True, help="App short name (std, cosi, noi, amici, ...) "
+              "or a dotted settings module.")
+@click.option("--env", "env_name", help="Environment (default: the host's default_env).")
+@click.option("--db", type=click.Choice(ENGINES), default="sqlite", show_default=True)
+@click.option("--demo/--empty", default=True, help="Load demo data (default) or none.")
+@click.option("--title", help="Site title.")
+@click.option("--languages", default="en", show_default=True, help="e.g. en,de")
+@click.option("--domain", default="", help="Own host name: the site gets its own vhost.")
+@click.option("--front-end", type=click.Choice(["react", "extjs"]),
+              help="Default: extjs under a URL prefix, react on its own host name.")
+@pass_state
+def new(state, site, app, env_name, db, demo, title, languages, domain, front_end):
+    """Create SITE running APP."""
+    ctx = state.context()
+    langs = names.languages(languages)
+    with state.locked(ctx):
+        record = site_ops.plan_new(ctx, site, app, env_name or ctx.cfg["default_env"], db,
+                                   title, langs, domain, front_end)
+        site_ops.new(ctx, record, "demo" if demo else "empty")
+    output.progress(f"site {site} ready: {ctx.host.site_url(record)}")
+
+
+def site_row(host, s):
+    return {"name": s.name, "app": s.app, "env": s.env, "db": s.db, "url": host.site_url(s),
+            "path": str(host.site_dir(s.name)), "title": s.title,
+            "languages": list(s.languages), "front_end": s.front_end, "domain": s.domain,
+            "settings_module": s.settings_module, "db_name": s.db_name, "created": s.created}
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def list_(state, as_json):
+    """List the sites, one per row."""
+    host = state.host()
+    rows = [site_row(host, s) for s in host.sites()]
+    if as_json:
+        output.print_json(rows)
+    else:
+        output.table(["name", "app", "env", "db", "url"],
+                     [(r["name"], r["app"], r["env"], r["db"], r["url"]) for r in rows])
+
+
+@cli.command()
+@click.argument("site")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def show(state, site, as_json):
+    """Show everything linohost knows about SITE."""
+    host = state.host()
+    row = site_row(host, host.site(site))
+    if as_json:
+        output.print_json(row)
+    else:
+        output.table(["key", "value"], [(k, " ".join(v) if isinstance(v, list) else v)
+                                        for k, v in row.items()])
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("site")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def manage(state, site, args):
+    """Run `manage.py ARGS` of SITE in its environment (exit code passed on)."""
+    ctx = state.context()
+    s = ctx.host.site(site)
+    e = ctx.host.env(s.env)
+    project = ctx.host.site_dir(site)
+    if args[:1] == ("--",):
+        args = args[1:]
+    code = ctx.system.exec_site([e.bin_python, project / "manage.py", *args], cwd=project)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("site")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def rm(state, site, yes):
+    """Remove SITE: its database and user, secrets and directory."""
+    ctx = state.context()
+    with state.locked(ctx):
+        s = ctx.host.site(site)
+        plan = site_ops.destruction_plan(ctx.host, s)
+        output.err.print(f"This destroys site {site}:", markup=False)
+        for step in plan:
+            output.err.print(f"  - {site_ops.describe(step)}", markup=False)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("refusing to remove without confirmation: use --yes")
+            click.confirm("Remove it for good?", abort=True, err=True)
+        site_ops.rm(ctx, s)
+    output.progress(f"site {site} removed")
+
+
+def main(argv=None):
+    show_tb = bool(os.environ.get("LINOHOST_TRACEBACK"))
+    try:
+        rv = cli.main(args=argv, prog_name="linohost", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except LinohostError as e:
+        if show_tb or "--traceback" in (argv or sys.argv):
+            traceback.print_exc()
+        output.error(str(e))
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        output.error("aborted")
+        sys.exit(1)
+    except click.ClickException as e:
+        output.error(e.format_message().replace("\n", " "))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(130)

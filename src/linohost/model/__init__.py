@@ -1,0 +1,1 @@
+"""Validated data: the host, its configuration, sites, environments, apps."""

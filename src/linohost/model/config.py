@@ -1,0 +1,247 @@
+"""The host configuration: every key declared once.
+
+Each :class:`Key` carries its name, type, default, allowed values and doc.
+The JSON schema that validates ``linohost.toml``, the error messages (file,
+line, key) and the reference table in the README all come from :data:`KEYS`.
+"""
+
+import os
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import tomli_w
+
+from ..errors import ConfigError
+
+FILENAME = "linohost.toml"
+
+
+def _default_python():
+    # Apache's daemon users cannot read a Python under root's home (pyenv):
+    # prefer the system's, readable by all.
+    return "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str                       # dotted: "postgresql.host"
+    type: str                       # JSON schema type: string, integer, boolean
+    default: object
+    doc: str
+    choices: tuple = ()
+    minimum: int | None = None
+
+    def schema(self):
+        s = {"type": self.type, "description": self.doc}
+        if self.choices:
+            s["enum"] = list(self.choices)
+        if self.minimum is not None:
+            s["minimum"] = self.minimum
+        return s
+
+
+KEYS = (
+    Key("server_name", "string", "localhost",
+        "Host name of the one vhost (prefix mode) or the parent domain of every site (domain mode)."),
+    Key("mode", "string", "prefix",
+        "How sites are addressed: `prefix` (https://server/SITE/) or `domain` (https://SITE.server/).",
+        choices=("prefix", "domain")),
+    Key("secret_policy", "string", "derived",
+        "SECRET_KEY policy: `derived` (one per site from a master secret), `shared` (one for all), "
+        "`env` (DJANGO_SECRET_KEY from the environment).",
+        choices=("derived", "shared", "env")),
+    Key("python", "string", None,
+        "Base Python for new environments; must be readable by the site user "
+        "(default: /usr/bin/python3 if present).", ),
+    Key("default_env", "string", "default", "Environment used by `new` without --env."),
+    Key("site_user", "string", "www-data",
+        "Unprivileged user that owns site data and runs site processes when linohost runs as root."),
+    Key("site_group", "string", "www-data", "Group of `site_user`."),
+    Key("time_zone", "string", "UTC", "TIME_ZONE of every site."),
+    Key("admin_email", "string", "", "ADMINS and SERVER_EMAIL of every site (empty: none)."),
+    Key("postgresql.host", "string", "127.0.0.1", "PostgreSQL server host."),
+    Key("postgresql.port", "integer", 5432, "PostgreSQL server port.", minimum=1),
+    Key("postgresql.admin_user", "string", "postgres",
+        "PostgreSQL role allowed to create databases and roles."),
+    Key("postgresql.admin_password", "string", "", "Password of the admin role (empty: none)."),
+    Key("mysql.host", "string", "127.0.0.1", "MariaDB/MySQL server host."),
+    Key("mysql.port", "integer", 3306, "MariaDB/MySQL server port.", minimum=1),
+    Key("mysql.admin_user", "string", "root",
+        "MariaDB/MySQL user allowed to create databases and users."),
+    Key("mysql.admin_password", "string", "", "Password of the admin user (empty: none)."),
+    Key("mysql.client_host", "string", "127.0.0.1",
+        "Host part of the per-site MariaDB users: the address sites connect from "
+        "('localhost' for a socket, or '%' for any)."),
+    Key("apache.port", "integer", 8000, "Port of `linohost serve`.", minimum=1),
+    Key("apache.threads", "integer", 15, "Threads per site daemon process.", minimum=1),
+    Key("apache.inactivity_timeout", "integer", 0,
+        "Seconds after which an idle site daemon is stopped (0: never).", minimum=0),
+    Key("apache.config_path", "string", "/etc/apache2/sites-available/linohost.conf",
+        "Where `linohost config apache --write` installs the system Apache config."),
+)
+KEY_BY_NAME = {k.name: k for k in KEYS}
+
+
+def _defaults():
+    d = {}
+    for k in KEYS:
+        d[k.name] = _default_python() if k.name == "python" else k.default
+    return d
+
+
+def schema():
+    """The JSON schema of ``linohost.toml``, built from :data:`KEYS`."""
+    root = {"type": "object", "properties": {}, "additionalProperties": False}
+    for k in KEYS:
+        node = root
+        *tables, leaf = k.name.split(".")
+        for t in tables:
+            node = node["properties"].setdefault(
+                t, {"type": "object", "properties": {}, "additionalProperties": False})
+        node["properties"][leaf] = k.schema()
+    return root
+
+
+def _line_of(text, path):
+    """Line number of the dotted key *path* in TOML *text* (best effort)."""
+    *tables, leaf = path
+    want = ".".join(tables)
+    current = ""
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        m = re.match(r"\[\s*([^\]]+?)\s*\]\s*(#.*)?$", s)
+        if m:
+            current = m.group(1)
+            if not leaf and current == want:
+                return no
+            continue
+        if current == want and re.match(rf"{re.escape(leaf)}\s*=", s):
+            return no
+    return 1
+
+
+class HostConfig:
+    """Validated host configuration: ``cfg["postgresql.port"]``."""
+
+    def __init__(self, values, path=None):
+        self._values = {**_defaults(), **values}
+        self.path = path
+
+    def __getitem__(self, name):
+        return self._values[name]
+
+    def explicit(self):
+        """Nested dict of the values that differ from the defaults (for writing)."""
+        out = {}
+        for k in KEYS:
+            v = self._values[k.name]
+            if v == _defaults()[k.name] and k.name not in ("server_name", "mode", "secret_policy"):
+                continue
+            node = out
+            *tables, leaf = k.name.split(".")
+            for t in tables:
+                node = node.setdefault(t, {})
+            node[leaf] = v
+        return out
+
+    def replace(self, **changes):
+        """A copy with some keys changed (dotted names use ``__``: ``apache__port``)."""
+        values = dict(self._values)
+        for name, v in changes.items():
+            name = name.replace("__", ".")
+            if name not in KEY_BY_NAME:
+                raise ConfigError(f"unknown configuration key {name!r}")
+            values[name] = v
+        validate_flat(values, self.path)
+        return HostConfig(values, self.path)
+
+
+def _flatten(data, prefix=""):
+    for k, v in data.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def validate_flat(values, path=None):
+    nested = {}
+    for name, v in values.items():
+        if v is None:
+            continue
+        node = nested
+        *tables, leaf = name.split(".")
+        for t in tables:
+            node = node.setdefault(t, {})
+        node[leaf] = v
+    _validate(nested, "", path)
+
+
+def _validate(data, text, path):
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    e = errors[0]
+    keypath = [str(p) for p in e.absolute_path]
+    if e.validator == "additionalProperties":
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        keypath = keypath + [extra[0]]
+        msg = "unknown key"
+    elif e.validator == "enum":
+        msg = f"must be one of {', '.join(map(str, e.validator_value))}, not {e.instance!r}"
+    elif e.validator == "type":
+        msg = f"must be of type {e.validator_value}, not {type(e.instance).__name__}"
+    else:
+        msg = e.message
+    line = _line_of(text, keypath) if text else "?"
+    raise ConfigError(f"{path}:{line}: {'.'.join(keypath)}: {msg}")
+
+
+def load(path):
+    """Read and validate ``linohost.toml``; errors name the file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        reason = re.sub(r"\s*\(at line.*\)", "", str(e))
+        raise ConfigError(f"{where}: invalid TOML: {reason}") from None
+    _validate(data, text, path)
+    return HostConfig(dict(_flatten(data)), path)
+
+
+def dumps(cfg):
+    """The TOML text of *cfg* with a header comment."""
+    head = ("# linohost host configuration. Reference: `linohost config keys`.\n"
+            "# Apply changes with `linohost init` (regenerates the shared settings).\n\n")
+    return head + tomli_w.dumps(cfg.explicit())
+
+
+def reference_table():
+    """Markdown table of every key (for the README)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for k in KEYS:
+        default = "/usr/bin/python3" if k.name == "python" else k.default
+        rows.append(f"| `{k.name}` | {k.type} | `{default!r}` | {k.doc} |")
+    return "\n".join(rows)
+
+
+def default_root():
+    """The host root when neither --root nor LINOHOST_ROOT is given."""
+    if os.geteuid() == 0:
+        return Path("/usr/local/lino_sites")
+    return Path.home() / "lino_sites"
+
+

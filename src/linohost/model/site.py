@@ -1,0 +1,24 @@
+"""A site's record: what linohost knows about one Lino site."""
+
+from dataclasses import dataclass
+
+from .record import Record
+
+
+@dataclass(frozen=True)
+class Site(Record):
+    name: str
+    app: str                    # short name or settings module
+    settings_module: str
+    env: str
+    db: str                     # engine: sqlite, postgresql, mysql
+    title: str
+    languages: tuple = ("en",)
+    front_end: str = "react"    # react or extjs
+    domain: str = ""            # own host name (its own vhost), or ""
+    db_name: str = ""           # server databases: database and user name
+    created: str = ""
+
+    @property
+    def db_user(self):
+        return self.db_name

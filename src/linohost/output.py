@@ -1,0 +1,30 @@
+"""Output for people (stderr, colour and progress on a terminal) and scripts (--json)."""
+
+import json
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def progress(message):
+    err.print(f"[dim]linohost:[/dim] {escape(message)}", markup=True)
+
+
+def error(message):
+    sys.stderr.write(f"linohost: error: {message}\n")
+
+
+def print_json(data):
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def table(columns, rows):
+    t = Table(*columns, box=None, pad_edge=False, header_style="bold")
+    for r in rows:
+        t.add_row(*[str(c) for c in r])
+    out.print(t)
