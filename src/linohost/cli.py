@@ -224,6 +224,47 @@ def rm(state, site, yes):
     output.progress(f"site {site} removed")
 
 
+# -- web server ------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", "bind", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
+@click.option("--port", type=int, help="Port (default: apache.port of the host config).")
+@pass_state
+def serve(state, bind, port):
+    """Serve all sites with Apache and mod_wsgi, in the foreground (Ctrl-C stops)."""
+    from .apply import serve as serving
+    ctx = state.context()
+    serving.serve(ctx, state.locked(ctx), bind, port or ctx.cfg["apache.port"])
+
+
+@cli.group("config")
+def config_():
+    """Configuration for other programs."""
+
+
+@config_.command("apache")
+@click.option("--diff", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--check", is_flag=True, help="Run Apache's configtest on the new config.")
+@click.option("--write", is_flag=True, help="Test, install, enable and reload gracefully.")
+@pass_state
+def config_apache(state, diff, check, write):
+    """The system Apache's config for all sites (printed unless --diff/--check/--write)."""
+    from .apply import system_apache
+    ctx = state.context()
+    if write:
+        with state.locked(ctx):
+            system_apache.write(ctx)
+    elif diff or check:
+        if diff:
+            sys.stdout.write(system_apache.diff(ctx))
+        if check:
+            system_apache.check(ctx)
+            output.progress("configtest passed")
+    else:
+        sys.stdout.write(system_apache.render(ctx)[0])
+
+
 def main(argv=None):
     show_tb = bool(os.environ.get("LINOHOST_TRACEBACK"))
     try:

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from ..backends.db import backend
+from ..backends.process import process_backend
 from ..errors import Conflict, UsageError
 from ..model import apps, names
 from ..model.site import Site
@@ -55,6 +56,10 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
         front_end = "extjs" if prefix_site else "react"
     if front_end not in render_site.FRONT_ENDS:
         raise UsageError(f"unknown front end {front_end!r}: use react or extjs")
+    if prefix_site and front_end not in render_site.PREFIX_FRONT_ENDS:
+        raise UsageError(
+            f"the {front_end} front end does not work under a URL prefix: use --front-end "
+            f"extjs, or domain mode (--domain HOST, or `linohost init --mode domain`)")
     return Site(name=name, app=app_rec.name, settings_module=app_rec.settings_module, env=env,
                 db=db, title=title or name.replace("_", " ").title(),
                 languages=tuple(languages), front_end=front_end, domain=domain,
@@ -126,11 +131,13 @@ def write_files(host, site):
 
 
 def write_settings(host, site, owner=None):
-    """Regenerate settings.py of an existing site (after `init` changed the host)."""
+    """Regenerate settings.py of an existing site (after `init` changed the host)
+    and restart its running process, if any, to apply it."""
     path = host.site_dir(site.name) / "settings.py"
     atomic_write(path, render_site.settings_py(site, **settings_context(host, site)))
     if owner:
         os.chown(path, *owner)
+    process_backend(host.cfg).restart_site(host.site_dir(site.name))
 
 
 def destruction_plan(host, site):

@@ -97,13 +97,12 @@ class Host:
         """The public URL of *site* under this host's configuration."""
         port = port or self.cfg["apache.port"]
         server = self.cfg["server_name"]
+        netloc = lambda name: name if port == 80 else f"{name}:{port}"  # noqa: E731
         if site.domain:
-            host = site.domain
-        elif self.cfg["mode"] == "domain":
-            host = f"{site.name}.{server}"
-        else:
-            return f"http://{server}:{port}/{site.name}/"
-        return f"http://{host}:{port}/"
+            return f"http://{netloc(site.domain)}/"
+        if self.cfg["mode"] == "domain":
+            return f"http://{netloc(site.name + '.' + server)}/"
+        return f"http://{netloc(server)}/{site.name}/"
 
     def site_prefix(self, site):
         """Lino's ``site_prefix``: ``/NAME/`` for prefix sites, ``/`` for domain sites."""

@@ -6,6 +6,8 @@ from . import render
 OPERATOR_MARKER = "# ==== linohost keeps everything below this line: server-wide settings of your own ===="
 
 FRONT_ENDS = {"react": "lino_react.react", "extjs": "lino_extjs.extjs"}
+#: Front ends proven to work under a URL prefix (React hard-codes /media/ and /static/).
+PREFIX_FRONT_ENDS = ("extjs",)
 
 ENGINES = {
     "sqlite": "django.db.backends.sqlite3",

@@ -10,6 +10,8 @@ from pathlib import Path
 here = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(here.parent), str(here.parent / "local")]
 os.environ["DJANGO_SETTINGS_MODULE"] = here.name + ".settings"
+# Caches (fontconfig...) in the host's home/, not in the site user's own HOME.
+os.environ.setdefault("XDG_CACHE_HOME", str(here.parent / "home" / ".cache"))
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 

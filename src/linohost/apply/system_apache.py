@@ -1,0 +1,146 @@
+"""`linohost config apache`: the system's (Debian's) apache2 serving all sites.
+
+A new config is tested by Apache itself before it replaces the live file: the
+configtest runs on a copy of the whole Apache config directory with the
+candidate in place, so a config that fails is never installed.
+"""
+
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..backends.process import process_backend
+from ..errors import StepFailed, UsageError
+from ..render import apache as render_apache
+from .files import atomic_write
+
+CONFDIR = Path(os.environ.get("APACHE_CONFDIR", "/etc/apache2"))
+
+
+def render(ctx):
+    """(vhosts text, landing page text) for the system Apache."""
+    cfg = ctx.cfg
+    backend = process_backend(cfg, user=cfg["site_user"], group=cfg["site_group"])
+    mounts = render_apache.mounts(ctx.host, cfg["apache.vhost_port"])
+    listen = render_apache.Listen(f"*:{cfg['apache.vhost_port']}", cfg["server_name"], False)
+    htdocs = ctx.host.root / "apache" / "htdocs"
+    return (render_apache.sites_conf(mounts, listen, backend, htdocs,
+                                     cfg["apache.extra_directives"]),
+            render_apache.index_html(mounts, cfg["server_name"]))
+
+
+def _target(ctx):
+    return Path(ctx.cfg["apache.config_path"])
+
+
+def diff(ctx):
+    target = _target(ctx)
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    new = render(ctx)[0]
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                        str(target), f"{target} (new)"))
+
+
+def _apache2ctl():
+    exe = shutil.which("apache2ctl")
+    if not exe or not CONFDIR.is_dir():
+        raise UsageError("Debian's apache2 is not installed: "
+                         "apt-get install apache2 libapache2-mod-wsgi-py3")
+    return exe
+
+
+def _modules(ctx):
+    return process_backend(ctx.cfg).apache_modules
+
+
+def configtest(ctx, text):
+    """Run `apache2ctl -t` on a copy of the Apache config with *text* installed."""
+    exe = _apache2ctl()
+    target = _target(ctx)
+    with tempfile.TemporaryDirectory(prefix="linohost-apache-") as tmp:
+        mirror = Path(tmp) / "apache2"
+        shutil.copytree(CONFDIR, mirror, symlinks=True)
+        try:
+            rel = target.relative_to(CONFDIR)
+        except ValueError:
+            rel = Path("sites-available") / target.name
+        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / rel).write_text(text, encoding="utf-8")
+        _enable(mirror, rel, _modules(ctx))
+        p = subprocess.run([exe, "-t"], capture_output=True, text=True,
+                           env={**os.environ, "APACHE_CONFDIR": str(mirror)})
+    if p.returncode != 0:
+        lines = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+        msg = next((ln for ln in lines if "Syntax error" in ln or "Invalid" in ln), None)
+        msg = (msg or (lines[0] if lines else f"exit code {p.returncode}"))
+        raise StepFailed(f"Apache configtest failed: {msg.replace(tmp, '')}", output=p.stderr)
+
+
+def _enable(confdir, site_rel, modules):
+    """Enable *modules* and the site *site_rel* in *confdir* the way a2enmod/a2ensite do."""
+    for m in modules:
+        for ext in ("load", "conf"):
+            src = confdir / "mods-available" / f"{m}.{ext}"
+            link = confdir / "mods-enabled" / f"{m}.{ext}"
+            if src.exists() and not link.exists():
+                link.symlink_to(f"../mods-available/{m}.{ext}")
+            elif ext == "load" and not src.exists():
+                raise UsageError(f"Apache module {m} is not installed"
+                                 + (": apt-get install libapache2-mod-wsgi-py3"
+                                    if m == "wsgi" else ""))
+    if site_rel.parts[0] == "sites-available":
+        link = confdir / "sites-enabled" / site_rel.name
+        if not link.exists():
+            link.symlink_to(f"../sites-available/{site_rel.name}")
+
+
+def check(ctx):
+    configtest(ctx, render(ctx)[0])
+
+
+def write(ctx):
+    """Test, then atomically install, enable and gracefully reload."""
+    text, index = render(ctx)
+    configtest(ctx, text)
+    target = _target(ctx)
+    htdocs = ctx.host.root / "apache" / "htdocs"
+    htdocs.mkdir(parents=True, exist_ok=True)
+    os.chmod(htdocs.parent, 0o755)
+    os.chmod(htdocs, 0o755)
+    atomic_write(htdocs / "index.html", index)
+    old = target.read_text(encoding="utf-8") if target.exists() else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, text)
+    ctx.progress(f"wrote {target}")
+    try:
+        exe = _apache2ctl()
+        subprocess.run(["a2enmod", "-q", *_modules(ctx)], check=True, capture_output=True)
+        if target.parent == CONFDIR / "sites-available":
+            subprocess.run(["a2ensite", "-q", target.stem], check=True, capture_output=True)
+        p = subprocess.run([exe, "-t"], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise StepFailed(f"Apache configtest failed after installing: "
+                             f"{(p.stderr.strip().splitlines() or ['?'])[-1]}")
+    except BaseException:
+        if old is None:
+            target.unlink(missing_ok=True)
+        else:
+            atomic_write(target, old)
+        raise
+    if _running():
+        subprocess.run([exe, "graceful"], check=True, capture_output=True)
+        ctx.progress("Apache reloaded gracefully")
+    else:
+        ctx.progress("Apache is not running: the config takes effect when it starts")
+
+
+def _running():
+    pid_file = Path("/var/run/apache2/apache2.pid")
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
