@@ -78,3 +78,93 @@ def cosi_sites(host):
         host("new", name, "--app", "cosi", "--db", engine, "--title", f"Cosi on {engine}")
         sites[engine] = name
     return sites
+
+
+# -- serving -------------------------------------------------------------------
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resolve_localhost_names():
+    """Let this process reach NAME.localhost as a browser does (glibc does not)."""
+    import urllib3.util.connection as conn
+    if getattr(conn, "_linohost_patched", False):
+        return
+    real = conn.create_connection
+
+    def create_connection(address, *args, **kw):
+        host, port = address
+        if host == "localhost" or host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return real((host, port), *args, **kw)
+    conn.create_connection = create_connection
+    conn._linohost_patched = True
+
+
+class Server:
+    """A running `linohost serve`."""
+
+    def __init__(self, host, port, proc):
+        self.host, self.port, self.proc = host, port, proc
+        self.base = f"http://127.0.0.1:{port}"
+
+    def url(self, site_or_domain, path=""):
+        """URL of a prefix site (its name) or a domain site (its host name)."""
+        if "." in site_or_domain:
+            return f"http://{site_or_domain}:{self.port}/{path}"
+        return f"{self.base}/{site_or_domain}/{path}"
+
+
+def start_serve(h, port, timeout=900):
+    """Start `linohost serve` on *port* and wait until its landing page answers."""
+    import time
+    import requests
+    env = {**os.environ, "LINOHOST_ROOT": str(h.root)}
+    log = open(h.root.parent / f"serve-{port}.log", "w")
+    proc = subprocess.Popen([*LINOHOST, "serve", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: "
+                                 + (h.root.parent / f"serve-{port}.log").read_text())
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200:
+                return Server(h, port, proc)
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    proc.kill()
+    raise AssertionError("serve did not answer in time")
+
+
+def stop_serve(server, sig=None):
+    import signal
+    server.proc.send_signal(sig or signal.SIGTERM)
+    return server.proc.wait(60)
+
+
+@pytest.fixture(scope="session")
+def domain_sites(host):
+    """Two Cosi demo sites on their own host names (React): {name: host name}."""
+    sites = {}
+    for letter in "ab":
+        name = host.unique(f"dom{letter}")     # no "_": it becomes a host name
+        domain = f"{name}.example.test"
+        host("new", name, "--app", "cosi", "--domain", domain, "--title", f"Domain {letter}")
+        sites[name] = domain
+    return sites
+
+
+@pytest.fixture(scope="session")
+def server(host, cosi_sites, domain_sites):
+    """`linohost serve` with three prefix sites and two domain sites."""
+    resolve_localhost_names()
+    s = start_serve(host, free_port())
+    yield s
+    if s.proc.poll() is None:
+        stop_serve(s)

@@ -7,6 +7,7 @@ code; LINOHOST_TRACEBACK=1 or --traceback shows the stack instead.
 import os
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -222,6 +223,82 @@ def rm(state, site, yes):
             click.confirm("Remove it for good?", abort=True, err=True)
         site_ops.rm(ctx, s)
     output.progress(f"site {site} removed")
+
+
+class PassThrough(click.Command):
+    """A command whose arguments after ``--`` reach it untouched as ``ctx.meta["args"]``."""
+
+    def parse_args(self, ctx, args):
+        if "--" in args:
+            i = args.index("--")
+            args, ctx.meta["args"] = args[:i], tuple(args[i + 1:])
+        else:
+            ctx.meta["args"] = ()
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=PassThrough)
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_sites", is_flag=True, help="Every site of the host.")
+@click.option("--env", "env_name", help="Every site of this environment.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              show_default=True, help="Sites run at the same time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
+def run(state, names, all_sites, env_name, jobs, as_json):
+    """Run `manage.py ARGS` on many sites: (SITE... | --all | --env NAME) -- ARGS."""
+    from .apply import fleet
+    args = click.get_current_context().meta["args"]
+    if not args:
+        raise UsageError("no manage.py command: put it after --, e.g. "
+                         "`linohost run --all -- checkdata`")
+    ctx = state.context()
+    sites = fleet.select(ctx.host, names, all_sites, env_name)
+    with output.bar(f"manage.py {' '.join(args)}", len(sites)) as advance:
+        results = fleet.run(ctx, sites, args, jobs,
+                            on_done=lambda r: advance(f"{r.site}: {'ok' if r.ok else 'failed'}"))
+    if as_json:
+        output.print_json([r.as_dict() for r in results])
+    else:
+        output.table(["site", "exit code", "seconds", "last line of output"],
+                     [(r.site, r.exit_code, f"{r.duration:.1f}", r.last_line[:100])
+                      for r in results])
+    failed = [r.site for r in results if not r.ok]
+    if failed:
+        output.error(f"{len(failed)} of {len(results)} sites failed: {' '.join(failed)} "
+                     f"(logs in {Path(results[0].log).parent})")
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--env", "env_name", required=True, help="The environment whose sites move.")
+@click.option("--canary", help="Move this site first; if it fails, no other site moves.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.argument("packages", nargs=-1)
+@pass_state
+def upgrade(state, env_name, canary, as_json, packages):
+    """Move the sites of an environment to a new one with PACKAGES upgraded
+    (default: the newest versions of everything)."""
+    from .apply import upgrade as upgrading
+    ctx = state.context()
+    with state.locked(ctx):
+        new_env, report = upgrading.upgrade(ctx, env_name, packages, canary,
+                                            backup=_backup_hook(ctx))
+    if as_json:
+        output.print_json({"env": new_env, "sites": [vars(m) for m in report]})
+    else:
+        output.table(["site", "ok", "environment", "result"],
+                     [(m.site, "yes" if m.ok else "NO", m.env, m.message) for m in report])
+    failed = [m.site for m in report if not m.ok]
+    if failed:
+        output.error(f"{len(failed)} of {len(report)} sites stayed on {env_name}: "
+                     f"{' '.join(failed)}")
+        sys.exit(1)
+
+
+def _backup_hook(ctx):
+    """Back up one site before an upgrade touches it (None until backups exist)."""
+    return None
 
 
 # -- web server ------------------------------------------------------------------

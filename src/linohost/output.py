@@ -2,9 +2,11 @@
 
 import json
 import sys
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -28,3 +30,12 @@ def table(columns, rows):
     for r in rows:
         t.add_row(*[str(c) for c in r])
     out.print(t)
+
+
+@contextmanager
+def bar(description, total):
+    """A progress bar on stderr; yields ``advance(text)``."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as p:
+        task = p.add_task(description, total=total)
+        yield lambda text="": p.update(task, advance=1, description=f"{description} {text}")

@@ -35,7 +35,7 @@ def embedded_files(ctx, apache, bind, port):
     user, group = site_user(ctx)
     backend = process_backend(cfg, user=user, group=group)
     mounts = render_apache.mounts(host, port, local_aliases=True)
-    listen = render_apache.Listen(f"*:{port}", cfg["server_name"], local_aliases=True)
+    listen = render_apache.Listen(f"*:{port}", cfg["server_name"])
     return {
         apache.sites_conf: render_apache.sites_conf(
             mounts, listen, backend, apache.htdocs, cfg["apache.extra_directives"]),

@@ -112,14 +112,8 @@ def new(ctx, site, data="demo"):
 def settings_context(host, site):
     env = host.env(site.env)
     be = backend(site.db, host.cfg)
-    if site.domain:
-        allowed = [site.domain]
-    elif host.cfg["mode"] == "domain":
-        allowed = [f"{site.name}.{host.cfg['server_name']}", f"{site.name}.localhost"]
-    else:
-        allowed = [host.cfg["server_name"], "localhost", "127.0.0.1"]
     return dict(site_prefix=host.site_prefix(site), static_root=env.static_root,
-                allowed_hosts=list(dict.fromkeys(allowed)),
+                allowed_hosts=list(host.site_hostnames(site)),
                 db_server=be.connect_args() if be.server else None)
 
 

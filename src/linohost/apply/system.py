@@ -51,13 +51,27 @@ class System:
             raise StepFailed(f"{what or argv[0]} failed: {last}", output=out)
         return p
 
-    def exec_site(self, argv, env=None, cwd=None):
-        """Run *argv* as the site user with the terminal attached; return its exit code."""
-        kw = {}
+    def _as_site(self, env=None):
+        """subprocess keywords that run a command as the site user."""
+        kw = {"env": {**os.environ, **(env or {})}}
         if self.site_owner:
             kw.update(user=self.site_owner[0], group=self.site_owner[1], extra_groups=[])
-        env = {**os.environ, **(env or {})}
-        if self.site_owner:
-            env["HOME"] = str(self.home)
-        return subprocess.call([str(a) for a in argv], env=env,
-                               cwd=cwd, **kw)
+            kw["env"]["HOME"] = str(self.home)
+        return kw
+
+    def exec_site(self, argv, env=None, cwd=None):
+        """Run *argv* as the site user with the terminal attached; return its exit code."""
+        return subprocess.call([str(a) for a in argv], cwd=cwd, **self._as_site(env))
+
+    def run_site_logged(self, argv, log_path, cwd=None, timeout=None):
+        """Run *argv* as the site user, its output into *log_path*; return the exit code."""
+        with open(log_path, "w", encoding="utf-8") as log:
+            p = subprocess.Popen([str(a) for a in argv], cwd=cwd, stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=subprocess.STDOUT, **self._as_site())
+            try:
+                return p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                log.write(f"\nlinohost: killed after {timeout} s\n")
+                return -9

@@ -25,7 +25,7 @@ def render(ctx):
     cfg = ctx.cfg
     backend = process_backend(cfg, user=cfg["site_user"], group=cfg["site_group"])
     mounts = render_apache.mounts(ctx.host, cfg["apache.vhost_port"])
-    listen = render_apache.Listen(f"*:{cfg['apache.vhost_port']}", cfg["server_name"], False)
+    listen = render_apache.Listen(f"*:{cfg['apache.vhost_port']}", cfg["server_name"])
     htdocs = ctx.host.root / "apache" / "htdocs"
     return (render_apache.sites_conf(mounts, listen, backend, htdocs,
                                      cfg["apache.extra_directives"]),
@@ -73,10 +73,17 @@ def configtest(ctx, text):
         p = subprocess.run([exe, "-t"], capture_output=True, text=True,
                            env={**os.environ, "APACHE_CONFDIR": str(mirror)})
     if p.returncode != 0:
-        lines = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
-        msg = next((ln for ln in lines if "Syntax error" in ln or "Invalid" in ln), None)
-        msg = (msg or (lines[0] if lines else f"exit code {p.returncode}"))
-        raise StepFailed(f"Apache configtest failed: {msg.replace(tmp, '')}", output=p.stderr)
+        text = (p.stderr + p.stdout).replace(str(mirror), str(CONFDIR))
+        raise StepFailed(f"Apache configtest failed: {_first_error(text)}", output=text)
+
+
+def _first_error(text):
+    """Apache's error in one line: "Syntax error on line N of F: <reason>"."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "Syntax error" in ln:
+            return " ".join(lines[i:i + 2])
+    return lines[0] if lines else "no output"
 
 
 def _enable(confdir, site_rel, modules):

@@ -104,6 +104,14 @@ class Host:
             return f"http://{netloc(site.name + '.' + server)}/"
         return f"http://{netloc(server)}/{site.name}/"
 
+    def site_hostnames(self, site):
+        """The host names *site* answers to: its own (and NAME.localhost for local
+        serving), or under a prefix the server's."""
+        if self.site_prefix(site) == "/":
+            own = site.domain or f"{site.name}.{self.cfg['server_name']}"
+            return tuple(dict.fromkeys((own, f"{site.name}.localhost")))
+        return tuple(dict.fromkeys((self.cfg["server_name"], "localhost", "127.0.0.1")))
+
     def site_prefix(self, site):
         """Lino's ``site_prefix``: ``/NAME/`` for prefix sites, ``/`` for domain sites."""
         if site.domain or self.cfg["mode"] == "domain":

@@ -31,7 +31,6 @@ class Listen:
     """Where the vhosts listen and how they are named."""
     address: str           # "127.0.0.1:8000" or "*:80"
     server_name: str
-    local_aliases: bool    # domain sites also answer as NAME.localhost (local serving)
 
 
 def mounts(host, port=None, local_aliases=False):
@@ -43,10 +42,7 @@ def mounts(host, port=None, local_aliases=False):
         prefix = host.site_prefix(s)
         names = ()
         if prefix == "/":
-            main = s.domain or f"{s.name}.{host.cfg['server_name']}"
-            names = (main,)
-            if local_aliases and main != f"{s.name}.localhost":
-                names += (f"{s.name}.localhost",)
+            names = host.site_hostnames(s)[:None if local_aliases else 1]
         out.append(Mount(
             name=s.name, title=s.title, url=host.site_url(s, port),
             url_path=prefix.rstrip("/"), server_names=names, project=str(project),

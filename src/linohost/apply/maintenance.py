@@ -1,0 +1,26 @@
+"""A site's maintenance page: while SITE/maintenance.html exists, its wsgi.py
+answers every request with it (status 503), whatever runs behind."""
+
+from contextlib import contextmanager
+
+from ..render import render
+from .files import atomic_write
+
+
+def path(host, name):
+    return host.site_dir(name) / "maintenance.html"
+
+
+@contextmanager
+def maintenance(host, site, doing="upgraded", journal=None):
+    """Show the maintenance page of *site* for the duration of the block.
+
+    With a *journal*, a kill leaves a step that the next command's repair undoes."""
+    p = path(host, site.name)
+    if journal:
+        journal.record("file", path=str(p))
+    atomic_write(p, render("maintenance.html.j2", title=site.title, doing=doing))
+    try:
+        yield p
+    finally:
+        p.unlink(missing_ok=True)

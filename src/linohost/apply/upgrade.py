@@ -1,0 +1,184 @@
+"""`linohost upgrade`: move the sites of an environment to a new, upgraded one.
+
+The live environment is never changed in place. A new one is built with the
+upgraded packages; then each site (the canary first) moves under its
+maintenance page: Lino's portable dump (``dump2py``) is made with the old code,
+the site switches to the new environment, and the dump's ``restore.py`` loads
+it into the new code's tables (Lino apps ship no Django migrations: this *is*
+Lino's data migration). A site that fails is restored from that dump with the
+old code and stays on the old environment; the others go on. Every move is
+journaled, so a killed upgrade leaves each site on its old or its new state
+after the next linohost command. The old environment is removed when no site
+uses it any more.
+"""
+
+import dataclasses
+import datetime
+import re
+import shutil
+from dataclasses import dataclass
+
+from ..errors import StepFailed, UsageError
+from ..model import apps, config
+from . import envs
+from .files import atomic_write, remove_tree
+from .journal import Journal, undo_step
+from .maintenance import maintenance
+from .sites import write_settings
+
+
+@dataclass
+class Moved:
+    site: str
+    ok: bool
+    env: str               # where the site is now
+    message: str
+
+
+def _name(spec):
+    return re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def new_package_list(old_packages, upgrades):
+    """The old list with each upgraded package's spec replaced (or added)."""
+    wanted = {_name(u): u for u in upgrades}
+    out = [wanted.pop(_name(p), p) for p in old_packages]
+    return out + list(wanted.values())
+
+
+def next_env_name(host, name):
+    base = re.sub(r"-\d+$", "", name)
+    taken = set(host.env_names())
+    n = 2
+    while f"{base}-{n}" in taken or (host.envs_dir / f"{base}-{n}").exists():
+        n += 1
+    return f"{base}-{n}"
+
+
+def plan(host, env_name, canary=None):
+    """The sites to move, canary first; bad input raises UsageError."""
+    host.env(env_name)
+    sites = [s for s in host.sites() if s.env == env_name]
+    if not sites:
+        raise UsageError(f"no site uses environment {env_name!r}: nothing to upgrade")
+    if canary:
+        if canary not in [s.name for s in sites]:
+            raise UsageError(f"canary {canary!r} is not a site of environment {env_name!r}")
+        sites.sort(key=lambda s: s.name != canary)
+    return sites
+
+
+def upgrade(ctx, env_name, upgrades=(), canary=None, backup=None):
+    """Upgrade the sites of *env_name*; return (new env name, [Moved])."""
+    host = ctx.host
+    old = host.env(env_name)
+    sites = plan(host, env_name, canary)
+    if backup:
+        for s in sites:
+            ctx.progress(f"backing up {s.name}")
+            backup(s)
+    new_name = next_env_name(host, env_name)
+    ctx.progress(f"building environment {new_name} (the live {env_name} stays as it is)")
+    new = envs.create(ctx, new_name, new_package_list(old.packages, upgrades))
+    work = host.home_dir / f"upgrade-{new_name}"     # the site user writes the dumps
+    work.mkdir(exist_ok=True)
+    if ctx.system.site_owner:
+        shutil.chown(work, *ctx.system.site_owner)
+    report = []
+    for s in sites:
+        moved = move_site(ctx, s, old, new, work)
+        report.append(moved)
+        ctx.progress(f"{s.name}: {'moved to ' + new.name if moved.ok else moved.message}")
+        if not moved.ok and s.name == canary:
+            report += [Moved(o.name, False, old.name, "not moved: the canary failed")
+                       for o in sites[1:]]
+            break
+    remove_tree(work)
+    finish(ctx, old, new)
+    return new.name, report
+
+
+def move_site(ctx, site, old, new, work):
+    """Move one site from *old* to *new*; on failure put it back. Returns Moved."""
+    host = ctx.host
+    project = host.site_dir(site.name)
+    dump = work / site.name
+    journal = Journal(host, "upgrade", site.name).start()
+    try:
+        with maintenance(host, site, "upgraded", journal):
+            ctx.progress(f"{site.name}: portable dump with {old.name}")
+            remove_tree(dump)
+            _manage(ctx, old, project, ["dump2py", "--overwrite", "--noinput", dump])
+            journal.record("site_data", site=site.name, env=old.name, dump=str(dump))
+            journal.record("site_env", site=site.name, env=old.name)
+            switch_env(ctx, site, new.name)
+            ctx.progress(f"{site.name}: loading it into {new.name}")
+            new = envs.ensure_app(ctx, host.env(new.name), apps.resolve(site.app), project)
+            _manage(ctx, new, project, ["run", dump / "restore.py", "--noinput"])
+            tasks = ["cache"] if site.app in new.static_apps else ["static", "cache"]
+            envs.run_site_tasks(ctx, new, project, tasks)
+            if "static" in tasks:
+                envs.mark_static(new, apps.resolve(site.app))
+            _manage(ctx, new, project, ["check"])
+    except StepFailed as e:
+        ctx.progress(f"{site.name}: failed ({e}); restoring it on {old.name}")
+        errors = journal.undo(ctx, log=ctx.progress)
+        msg = f"failed and restored on {old.name}: {e}"
+        if errors:
+            msg = f"failed, and restoring it failed too: {errors[0]}"
+        return Moved(site.name, False, old.name, msg)
+    journal.commit()
+    remove_tree(dump)
+    return Moved(site.name, True, new.name, "moved")
+
+
+def switch_env(ctx, site, env_name):
+    """Point *site* at environment *env_name*: registry record and settings."""
+    host = ctx.host
+    site = dataclasses.replace(host.site(site.name), env=env_name)
+    write_settings(host, site, ctx.system.site_owner)
+    atomic_write(host.registry_dir / f"{site.name}.toml", site.dumps())
+    return site
+
+
+def finish(ctx, old, new):
+    """Remove whichever environment no site uses; retarget default_env."""
+    host = ctx.host
+    used = {s.env for s in host.sites()}
+    if new.name not in used:
+        _remove_env(ctx, new, "no site moved to it")
+        return
+    if old.name in used:
+        ctx.progress(f"environment {old.name} is still used: kept")
+        return
+    if host.cfg["default_env"] == old.name:
+        host.cfg = host.cfg.replace(default_env=new.name)
+        atomic_write(host.config_path, config.dumps(host.cfg))
+        ctx.progress(f"default_env is now {new.name}")
+    _remove_env(ctx, old, "no site uses it")
+
+
+def _remove_env(ctx, env, why):
+    ctx.progress(f"removing environment {env.name}: {why}")
+    Journal(ctx.host, "rm", f"env-{env.name}").start(
+        [{"kind": "tree", "path": env.path}]).undo(ctx)
+
+
+def _manage(ctx, env, project, args):
+    return ctx.system.run([env.bin_python, project / "manage.py", *args], as_site=True,
+                          cwd=project, what=f"manage.py {args[0]} ({project.name})")
+
+
+@undo_step("site_env")
+def _undo_site_env(ctx, site, env):
+    if ctx.host.has_site(site) and ctx.host.site(site).env != env:
+        switch_env(ctx, ctx.host.site(site), env)
+
+
+@undo_step("site_data")
+def _undo_site_data(ctx, site, env, dump):
+    """Load the dump made before the move back with the old code."""
+    project = ctx.host.site_dir(site)
+    old = ctx.host.env(env)
+    _manage(ctx, old, project, ["run", f"{dump}/restore.py", "--noinput"])
+    envs.run_site_tasks(ctx, old, project, ["cache"])
