@@ -31,7 +31,20 @@ class State:
         self.traceback = traceback
 
     def host(self):
-        return Host.open(Host.resolve_root(self.root))
+        """The host root; first, unless another command is at work on it, repair
+        what an interrupted command left (every command does, even `list`)."""
+        host = Host.open(Host.resolve_root(self.root))
+        if Journal.pending(host):
+            with host_lock(host, wait=False) as got:
+                if got:
+                    self._repair(self.context(host))
+        return host
+
+    @staticmethod
+    def _repair(ctx):
+        for j in Journal.pending(ctx.host):
+            output.progress(f"repairing an interrupted {j.op} ({j.path.name})")
+            j.undo(ctx, log=output.progress)
 
     def context(self, host=None):
         host = host or self.host()
@@ -45,9 +58,7 @@ class State:
         class _Repairing:
             def __enter__(s):
                 lock.__enter__()
-                for j in Journal.pending(ctx.host):
-                    output.progress(f"repairing an interrupted {j.op} ({j.path.name})")
-                    j.undo(ctx, log=output.progress)
+                State._repair(ctx)
                 return s
 
             def __exit__(s, *exc):
@@ -207,22 +218,94 @@ def manage(state, site, args):
 @cli.command()
 @click.argument("site")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-archive", is_flag=True, help="Do not back the site up first.")
 @pass_state
-def rm(state, site, yes):
-    """Remove SITE: its database and user, secrets and directory."""
+def rm(state, site, yes, no_archive):
+    """Remove SITE: back it up, then drop its database and user, secrets and directory."""
+    from .apply import backup as backups
     ctx = state.context()
     with state.locked(ctx):
         s = ctx.host.site(site)
         plan = site_ops.destruction_plan(ctx.host, s)
-        output.err.print(f"This destroys site {site}:", markup=False)
+        if not no_archive:
+            output.err.print(f"Site {site} is archived into {backups.backup_dir(ctx.host)}, "
+                             f"then this is destroyed:", markup=False)
+        else:
+            output.err.print(f"This destroys site {site} (no archive):", markup=False)
         for step in plan:
             output.err.print(f"  - {site_ops.describe(step)}", markup=False)
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError("refusing to remove without confirmation: use --yes")
-            click.confirm("Remove it for good?", abort=True, err=True)
+            click.confirm("Remove it?", abort=True, err=True)
+        if not no_archive:
+            backups.backup(ctx, s)
         site_ops.rm(ctx, s)
     output.progress(f"site {site} removed")
+
+
+# -- backups -------------------------------------------------------------------
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_sites", is_flag=True, help="Every site of the host.")
+@click.option("--to", "to", type=click.Path(file_okay=False),
+              help="Directory for the archives (default: backup.dir of the host config).")
+@click.option("--portable/--no-portable", default=True, show_default=True,
+              help="Include Lino's portable dump (restores on any engine and Lino version).")
+@pass_state
+def backup(state, names, all_sites, to, portable):
+    """Back up SITE... (or --all): one verified archive per site."""
+    from .apply import backup as backups
+    from .apply import fleet
+    ctx = state.context()
+    with state.locked(ctx):
+        for s in fleet.select(ctx.host, names, all_sites):
+            sys.stdout.write(f"{backups.backup(ctx, s, to, portable)}\n")
+
+
+@cli.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--as", "as_name", help="Restore as a new site of this name.")
+@click.option("--force", is_flag=True, help="Replace the existing site (backed up first).")
+@click.option("--db", type=click.Choice(ENGINES),
+              help="Database engine of a new site (another engine uses the portable dump).")
+@pass_state
+def restore(state, archive, as_name, force, db):
+    """Restore ARCHIVE into a new site, or over its site with --force."""
+    from .apply import restore as restoring
+    ctx = state.context()
+    with state.locked(ctx):
+        site = restoring.restore(ctx, archive, as_name, force, db)
+    output.progress(f"site {site.name} restored: {ctx.host.site_url(site)}")
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--db", type=click.Choice(ENGINES), help="Database engine of the clone.")
+@pass_state
+def clone(state, src, dst, db):
+    """Copy site SRC to a new site DST (own database, user, password, secret key)."""
+    from .apply import restore as restoring
+    ctx = state.context()
+    with state.locked(ctx):
+        site = restoring.clone(ctx, src, dst, db)
+    output.progress(f"site {site.name} cloned from {src}: {ctx.host.site_url(site)}")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
+@pass_state
+def prune(state, dry_run):
+    """Delete the archives the retention policy (backup.keep_*) does not keep."""
+    from .apply import backup as backups
+    ctx = state.context()
+    with state.locked(ctx):
+        doomed = backups.prune(ctx, dry_run)
+    for p in doomed:
+        sys.stdout.write(f"{'would delete' if dry_run else 'deleted'} {p}\n")
+    output.progress(f"{len(doomed)} archives {'to delete' if dry_run else 'deleted'}")
 
 
 class PassThrough(click.Command):
@@ -282,8 +365,7 @@ def upgrade(state, env_name, canary, as_json, packages):
     from .apply import upgrade as upgrading
     ctx = state.context()
     with state.locked(ctx):
-        new_env, report = upgrading.upgrade(ctx, env_name, packages, canary,
-                                            backup=_backup_hook(ctx))
+        new_env, report = upgrading.upgrade(ctx, env_name, packages, canary)
     if as_json:
         output.print_json({"env": new_env, "sites": [vars(m) for m in report]})
     else:
@@ -294,11 +376,6 @@ def upgrade(state, env_name, canary, as_json, packages):
         output.error(f"{len(failed)} of {len(report)} sites stayed on {env_name}: "
                      f"{' '.join(failed)}")
         sys.exit(1)
-
-
-def _backup_hook(ctx):
-    """Back up one site before an upgrade touches it (None until backups exist)."""
-    return None
 
 
 # -- web server ------------------------------------------------------------------
@@ -318,6 +395,13 @@ def serve(state, bind, port):
 @cli.group("config")
 def config_():
     """Configuration for other programs."""
+
+
+@config_.command("keys")
+def config_keys():
+    """Every key of linohost.toml: type, default and meaning."""
+    from .model import config
+    sys.stdout.write(config.reference_table() + "\n")
 
 
 @config_.command("apache")

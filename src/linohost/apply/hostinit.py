@@ -7,6 +7,10 @@ import shutil
 from ..model import config
 from ..model.host import Host
 from ..render import site as render_site
+from ..errors import UsageError
+from ..render.site import PREFIX_FRONT_ENDS
+from . import envs
+from .context import Context
 from .files import atomic_write, write_secret
 from .system import System
 
@@ -15,11 +19,17 @@ def init(root, changes, progress=lambda m: None):
     """Create the host root (or apply *changes* to an existing one); return the Host."""
     root = Host.resolve_root(root).absolute()
     cfg_path = root / config.FILENAME
-    cfg = config.load(cfg_path) if cfg_path.exists() else config.HostConfig({}, cfg_path)
-    cfg = cfg.replace(**{k: v for k, v in changes.items() if v is not None})
+    old_cfg = config.load(cfg_path) if cfg_path.exists() else config.HostConfig({}, cfg_path)
+    cfg = old_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
     host = Host(root, cfg)
     system = System(cfg, host.home_dir)   # fails early if the site user is missing
     owner = system.site_owner
+    urls_change = cfg["mode"] != old_cfg["mode"] or cfg["server_name"] != old_cfg["server_name"]
+    if cfg["mode"] == "prefix":
+        for site in host.sites():
+            if host.site_prefix(site) != "/" and site.front_end not in PREFIX_FRONT_ENDS:
+                raise UsageError(f"site {site.name} uses the {site.front_end} front end, "
+                                 f"which does not work under a URL prefix: stay in domain mode")
 
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
@@ -40,9 +50,13 @@ def init(root, changes, progress=lambda m: None):
 
     atomic_write(cfg_path, config.dumps(cfg))
     write_local_module(host)
+    from .sites import write_settings
+    ctx = Context(host, system, progress)
     for site in host.sites():         # a changed mode or policy reaches every site
-        from .sites import write_settings
         write_settings(host, site, owner)
+        if urls_change:               # the front end's cached JS holds the site's URLs
+            progress(f"rebuilding the caches of {site.name} for its new address")
+            envs.run_site_tasks(ctx, host.env(site.env), host.site_dir(site.name), ["cache"])
     return host
 
 

@@ -9,6 +9,7 @@ is rolled back, a removal is finished.
 
 import json
 import os
+import time
 from pathlib import Path
 
 from .files import atomic_write
@@ -30,10 +31,12 @@ class Journal:
         self.path = self.dir / f"{op}-{subject}.json"
         self.op = op
         self.steps = []
+        self.started = 0
 
     def start(self, steps=()):
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.steps = list(steps)
+        self.started = time.time_ns()
         self._save()
         return self
 
@@ -43,7 +46,8 @@ class Journal:
         self._save()
 
     def _save(self):
-        atomic_write(self.path, json.dumps({"op": self.op, "steps": self.steps}, indent=1),
+        atomic_write(self.path, json.dumps({"op": self.op, "started": self.started, "steps": self.steps},
+                                          indent=1),
                      mode=0o600)
 
     def commit(self):
@@ -51,6 +55,7 @@ class Journal:
 
     def undo(self, ctx, log=None):
         """Destroy what was recorded: reversed for a creation, in order for a removal."""
+        from . import backup, envs, restore, sites, upgrade  # noqa: F401  (their undo steps)
         steps = self.steps if self.op == "rm" else list(reversed(self.steps))
         errors = []
         for step in steps:
@@ -67,7 +72,8 @@ class Journal:
 
     @classmethod
     def pending(cls, host):
-        """Journals left by interrupted operations."""
+        """Journals left by interrupted operations, the latest started first (an
+        operation nested in another is repaired before the outer one)."""
         d = host.run_dir / "journal"
         out = []
         for p in sorted(d.glob("*.json")) if d.is_dir() else ():
@@ -78,5 +84,6 @@ class Journal:
                 continue
             j = cls.__new__(cls)
             j.dir, j.path, j.op, j.steps = d, Path(p), data["op"], data["steps"]
+            j.started = data.get("started", 0)
             out.append(j)
-        return out
+        return sorted(out, key=lambda j: -j.started)

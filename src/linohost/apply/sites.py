@@ -67,7 +67,9 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
 
 
 def new(ctx, site, data="demo"):
-    """Create *site* (a record from :func:`plan_new`): files, database, data, caches."""
+    """Create *site* (a record from :func:`plan_new`): files, database, data, caches.
+
+    *data* is "demo", "empty", or a function ``data(ctx, site)`` that loads it."""
     host, system = ctx.host, ctx.system
     env = host.env(site.env)
     app = apps.resolve(site.app)
@@ -90,7 +92,11 @@ def new(ctx, site, data="demo"):
         if system.site_owner:
             chown_tree(project, system.site_owner)
         env = envs.ensure_app(ctx, env, app, project)
-        tasks = [data]
+        if callable(data):                      # e.g. load an archive
+            data(ctx, site)
+            tasks = []
+        else:
+            tasks = [data]
         if app.name not in env.static_apps:
             tasks.append("static")
         tasks.append("cache")

@@ -4,12 +4,21 @@ As root, site commands run as the unprivileged site user and site files
 belong to it; as any other user, everything runs as that user.
 """
 
+import ctypes
 import grp
 import os
 import pwd
+import signal
 import subprocess
 
 from ..errors import StepFailed, UsageError
+
+
+def _die_with_parent():
+    """In the child: be killed when linohost dies, so that nothing of an
+    interrupted command goes on behind the repair of the next one."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class System:
@@ -39,6 +48,7 @@ class System:
         try:
             p = subprocess.run(
                 [str(a) for a in argv], cwd=cwd, env=full_env, text=True, timeout=timeout,
+                preexec_fn=_die_with_parent,
                 stdout=subprocess.PIPE if capture else None,
                 stderr=subprocess.STDOUT if capture else None, **kw)
         except FileNotFoundError as e:
@@ -67,6 +77,7 @@ class System:
         """Run *argv* as the site user, its output into *log_path*; return the exit code."""
         with open(log_path, "w", encoding="utf-8") as log:
             p = subprocess.Popen([str(a) for a in argv], cwd=cwd, stdin=subprocess.DEVNULL,
+                                 preexec_fn=_die_with_parent,
                                  stdout=log, stderr=subprocess.STDOUT, **self._as_site())
             try:
                 return p.wait(timeout)

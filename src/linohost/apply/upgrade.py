@@ -2,18 +2,17 @@
 
 The live environment is never changed in place. A new one is built with the
 upgraded packages; then each site (the canary first) moves under its
-maintenance page: Lino's portable dump (``dump2py``) is made with the old code,
-the site switches to the new environment, and the dump's ``restore.py`` loads
-it into the new code's tables (Lino apps ship no Django migrations: this *is*
-Lino's data migration). A site that fails is restored from that dump with the
-old code and stays on the old environment; the others go on. Every move is
+maintenance page: it is backed up (native database dump and Lino's portable
+dump, made with the old code), switched to the new environment, and the
+portable dump's ``restore.py`` loads the data into the new code's tables (Lino
+apps ship no Django migrations: this *is* Lino's data migration). A site that
+fails is switched back and its backup restored; the others go on. Every move is
 journaled, so a killed upgrade leaves each site on its old or its new state
 after the next linohost command. The old environment is removed when no site
 uses it any more.
 """
 
 import dataclasses
-import datetime
 import re
 import shutil
 from dataclasses import dataclass
@@ -21,9 +20,11 @@ from dataclasses import dataclass
 from ..errors import StepFailed, UsageError
 from ..model import apps, config
 from . import envs
-from .files import atomic_write, remove_tree
+from .backup import backup
+from .files import atomic_write, chown_tree, remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
+from .restore import opened
 from .sites import write_settings
 
 
@@ -68,19 +69,19 @@ def plan(host, env_name, canary=None):
     return sites
 
 
-def upgrade(ctx, env_name, upgrades=(), canary=None, backup=None):
+def upgrade(ctx, env_name, upgrades=(), canary=None):
     """Upgrade the sites of *env_name*; return (new env name, [Moved])."""
     host = ctx.host
     old = host.env(env_name)
     sites = plan(host, env_name, canary)
-    if backup:
-        for s in sites:
-            ctx.progress(f"backing up {s.name}")
-            backup(s)
     new_name = next_env_name(host, env_name)
+    # Killed before the end, the repair removes the new environment if no site moved to it.
+    outer = Journal(host, "upgrade", f"env-{env_name}").start(
+        [{"kind": "env_if_unused", "name": new_name}])
     ctx.progress(f"building environment {new_name} (the live {env_name} stays as it is)")
     new = envs.create(ctx, new_name, new_package_list(old.packages, upgrades))
     work = host.home_dir / f"upgrade-{new_name}"     # the site user writes the dumps
+    outer.record("tree", path=str(work))
     work.mkdir(exist_ok=True)
     if ctx.system.site_owner:
         shutil.chown(work, *ctx.system.site_owner)
@@ -95,6 +96,7 @@ def upgrade(ctx, env_name, upgrades=(), canary=None, backup=None):
             break
     remove_tree(work)
     finish(ctx, old, new)
+    outer.commit()
     return new.name, report
 
 
@@ -102,19 +104,23 @@ def move_site(ctx, site, old, new, work):
     """Move one site from *old* to *new*; on failure put it back. Returns Moved."""
     host = ctx.host
     project = host.site_dir(site.name)
-    dump = work / site.name
     journal = Journal(host, "upgrade", site.name).start()
     try:
         with maintenance(host, site, "upgraded", journal):
-            ctx.progress(f"{site.name}: portable dump with {old.name}")
-            remove_tree(dump)
-            _manage(ctx, old, project, ["dump2py", "--overwrite", "--noinput", dump])
-            journal.record("site_data", site=site.name, env=old.name, dump=str(dump))
+            # Backed up under the maintenance page: nothing changes after it.
+            archive_path = backup(ctx, site, portable=True)
+            journal.record("reload_archive", site=site.name, archive=str(archive_path))
             journal.record("site_env", site=site.name, env=old.name)
             switch_env(ctx, site, new.name)
-            ctx.progress(f"{site.name}: loading it into {new.name}")
+            ctx.progress(f"{site.name}: loading its data into {new.name}")
             new = envs.ensure_app(ctx, host.env(new.name), apps.resolve(site.app), project)
-            _manage(ctx, new, project, ["run", dump / "restore.py", "--noinput"])
+            with opened(host, archive_path) as (manifest, data):
+                dump = work / site.name
+                remove_tree(dump)
+                shutil.copytree(data / "portable", dump)
+                if ctx.system.site_owner:
+                    chown_tree(dump, ctx.system.site_owner)
+                _manage(ctx, new, project, ["run", dump / "restore.py", "--noinput"])
             tasks = ["cache"] if site.app in new.static_apps else ["static", "cache"]
             envs.run_site_tasks(ctx, new, project, tasks)
             if "static" in tasks:
@@ -128,8 +134,7 @@ def move_site(ctx, site, old, new, work):
             msg = f"failed, and restoring it failed too: {errors[0]}"
         return Moved(site.name, False, old.name, msg)
     journal.commit()
-    remove_tree(dump)
-    return Moved(site.name, True, new.name, "moved")
+    return Moved(site.name, True, new.name, f"moved (backup: {archive_path.name})")
 
 
 def switch_env(ctx, site, env_name):
@@ -169,16 +174,14 @@ def _manage(ctx, env, project, args):
                           cwd=project, what=f"manage.py {args[0]} ({project.name})")
 
 
+@undo_step("env_if_unused")
+def _undo_env_if_unused(ctx, name):
+    host = ctx.host
+    if (host.envs_dir / name).exists() and not any(s.env == name for s in host.sites()):
+        remove_tree(host.envs_dir / name)
+
+
 @undo_step("site_env")
 def _undo_site_env(ctx, site, env):
     if ctx.host.has_site(site) and ctx.host.site(site).env != env:
         switch_env(ctx, ctx.host.site(site), env)
-
-
-@undo_step("site_data")
-def _undo_site_data(ctx, site, env, dump):
-    """Load the dump made before the move back with the old code."""
-    project = ctx.host.site_dir(site)
-    old = ctx.host.env(env)
-    _manage(ctx, old, project, ["run", f"{dump}/restore.py", "--noinput"])
-    envs.run_site_tasks(ctx, old, project, ["cache"])

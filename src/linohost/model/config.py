@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -76,6 +76,14 @@ KEYS = (
     Key("mysql.client_host", "string", "127.0.0.1",
         "Host part of the per-site MariaDB users: the address sites connect from "
         "('localhost' for a socket, or '%' for any)."),
+    Key("backup.dir", "string", "",
+        "Where archives go (empty: ROOT/backups). Owner-only; put it on another disk."),
+    Key("backup.keep_daily", "integer", 7,
+        "`prune` keeps the newest archive of each of this many last days (per site).",
+        minimum=0),
+    Key("backup.keep_weekly", "integer", 4,
+        "`prune` keeps the newest archive of each of this many last ISO weeks (per site).",
+        minimum=0),
     Key("process_backend", "string", "mod_wsgi",
         "What runs the sites' Python: `mod_wsgi` (one daemon process per site inside Apache).",
         choices=("mod_wsgi",)),

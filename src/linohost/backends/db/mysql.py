@@ -3,6 +3,7 @@
 import pymysql
 
 from ...errors import ServiceUnavailable
+from .tools import run_tool
 
 
 def quote_ident(name):
@@ -13,6 +14,7 @@ def quote_ident(name):
 class MySQL:
     engine = "mysql"
     server = True
+    dump_name = "db.sql"
 
     def __init__(self, cfg):
         self.host, self.port = cfg["mysql.host"], cfg["mysql.port"]
@@ -54,3 +56,22 @@ class MySQL:
         with self._connect() as c, c.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
             cur.execute("DROP USER IF EXISTS %s@%s", (name, self.client_host))
+
+    def _client(self):
+        """Connection options and environment of the client tools (admin user)."""
+        args = ["-h", self.host, "-P", self.port, "-u", self.user]
+        return args, ({"MYSQL_PWD": self.password} if self.password else {})
+
+    def dump(self, name, path):
+        """A consistent snapshot of database *name* (one transaction, InnoDB)."""
+        args, env = self._client()
+        run_tool(["mysqldump", *args, "--single-transaction", "--routines", "--triggers",
+                  "--no-tablespaces", "--default-character-set=utf8mb4",
+                  f"--result-file={path}", name], env=env, what=f"mysqldump {name}")
+
+    def load(self, name, path):
+        """Load a dump into the empty database *name*."""
+        args, env = self._client()
+        with open(path, "rb") as f:
+            run_tool(["mysql", *args, "--default-character-set=utf8mb4", name], env=env,
+                     stdin=f, what=f"mysql {name} < dump")

@@ -4,11 +4,13 @@ import psycopg
 from psycopg import sql
 
 from ...errors import ServiceUnavailable
+from .tools import run_tool
 
 
 class PostgreSQL:
     engine = "postgresql"
     server = True
+    dump_name = "db.pgdump"
 
     def __init__(self, cfg):
         self.host, self.port = cfg["postgresql.host"], cfg["postgresql.port"]
@@ -51,3 +53,20 @@ class PostgreSQL:
         with self._connect() as c:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+
+    def _client(self):
+        """Connection options and environment of the client tools (admin role)."""
+        args = ["-h", self.host, "-p", self.port, "-U", self.user]
+        return args, ({"PGPASSWORD": self.password} if self.password else {})
+
+    def dump(self, name, path):
+        """A consistent snapshot of database *name* in pg_dump's custom format."""
+        args, env = self._client()
+        run_tool(["pg_dump", *args, "-Fc", "--no-owner", "-f", path, name], env=env,
+                 what=f"pg_dump {name}")
+
+    def load(self, name, path):
+        """Load a dump into the empty database *name*, objects owned by role *name*."""
+        args, env = self._client()
+        run_tool(["pg_restore", *args, "--no-owner", "--no-privileges", "--exit-on-error",
+                  f"--role={name}", "-d", name, path], env=env, what=f"pg_restore {name}")

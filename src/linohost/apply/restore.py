@@ -1,0 +1,192 @@
+"""Restoring archives: into a new site (`--as`, `clone`) or over a site (`--force`)."""
+
+import dataclasses
+import shutil
+import tarfile
+import tempfile
+import zlib
+from contextlib import contextmanager
+from pathlib import PurePosixPath, Path
+
+from ..backends.db import backend
+from ..backends.process import process_backend
+from ..errors import Conflict, UsageError
+from ..model import archive
+from ..model.archive import Manifest
+from ..model.site import Site
+from . import envs, sites
+from .backup import backup, backup_dir
+from .files import chown_tree, remove_tree
+from .journal import Journal, undo_step
+from .maintenance import maintenance
+
+
+class Damaged(UsageError):
+    pass
+
+
+@contextmanager
+def opened(host, path):
+    """Extract and verify the archive *path*; yield (Manifest, directory)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no such archive: {path}")
+    parent = backup_dir(host)
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix=".restore-", dir=parent))
+    try:
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                members = tar.getmembers()
+                for m in members:
+                    p = PurePosixPath(m.name)
+                    if p.is_absolute() or ".." in p.parts or not (m.isfile() or m.isdir()):
+                        raise Damaged(f"{path} is not a linohost archive: unsafe member {m.name}")
+                if archive.MANIFEST not in [m.name for m in members]:
+                    raise Damaged(f"{path} is not a linohost archive: no {archive.MANIFEST}")
+                tar.extractall(work, members=members, **_filter())
+            manifest = Manifest.loads((work / archive.MANIFEST).read_text())
+        except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, TypeError) as e:
+            raise Damaged(f"{path} is damaged or not a linohost archive: {e}") from None
+        found = {str(p.relative_to(work)) for p in work.rglob("*") if p.is_file()}
+        found.discard(archive.MANIFEST)
+        if found != set(manifest.checksums):
+            odd = sorted(found ^ set(manifest.checksums))[0]
+            raise Damaged(f"{path} is damaged: {odd} missing or not in the manifest")
+        for rel, digest in manifest.checksums.items():
+            if archive.sha256(work / rel) != digest:
+                raise Damaged(f"{path} is damaged: checksum mismatch for {rel}")
+        yield manifest, work
+    finally:
+        remove_tree(work)
+
+
+def _filter():
+    return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+def load_into(ctx, site, manifest, data):
+    """Put the archived files and data into the (existing, empty-database) *site*."""
+    host, system = ctx.host, ctx.system
+    project = host.site_dir(site.name)
+    for sub in ("media", "config"):
+        remove_tree(project / sub)
+        src = data / "files" / sub
+        if src.is_dir():
+            shutil.copytree(src, project / sub, symlinks=True)
+        else:
+            (project / sub).mkdir()
+    if system.site_owner:
+        chown_tree(project, system.site_owner)
+    be = backend(site.db, ctx.cfg)
+    if site.db == manifest.engine and manifest.native:
+        ctx.progress(f"{site.name}: loading the {site.db} database")
+        if be.server:
+            be.load(site.db_name, data / manifest.native)
+        else:
+            be.load(project / "default.db", data / manifest.native, system.site_owner)
+    elif manifest.portable:
+        ctx.progress(f"{site.name}: loading Lino's portable dump into {site.db}")
+        work = Path(tempfile.mkdtemp(prefix=f"load-{site.name}-", dir=host.home_dir))
+        try:
+            shutil.copytree(data / "portable", work / "d")
+            if system.site_owner:
+                chown_tree(work, system.site_owner)
+            env = host.env(site.env)
+            system.run([env.bin_python, project / "manage.py", "run", work / "d" / "restore.py",
+                        "--noinput"], as_site=True, cwd=project,
+                       what=f"restore.py ({site.name})")
+        finally:
+            remove_tree(work)
+    else:
+        raise UsageError(f"the archive has no portable dump: it restores only on {manifest.engine}")
+
+
+def _refresh(ctx, site):
+    """Caches for the restored data, and a fresh process for the site."""
+    host = ctx.host
+    env = host.env(site.env)
+    envs.run_site_tasks(ctx, env, host.site_dir(site.name), ["cache"])
+    process_backend(host.cfg).restart_site(host.site_dir(site.name))
+
+
+def restore(ctx, path, as_name=None, force=False, engine=None):
+    """Restore the archive *path*; return the site record."""
+    host = ctx.host
+    with opened(host, path) as (manifest, data):
+        original = Site(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in manifest.site.items()
+                           if k in {f.name for f in dataclasses.fields(Site)}})
+        name = as_name or original.name
+        if engine and engine != manifest.engine and not manifest.portable:
+            raise UsageError(f"the archive holds no portable dump: it restores only on "
+                             f"{manifest.engine}, not {engine}")
+        if host.has_site(name):
+            if not force:
+                raise Conflict(f"site {name!r} exists: restore --as NEWNAME, or --force to "
+                               f"replace it (backed up first)")
+            return _restore_over(ctx, host.site(name), manifest, data, engine, path)
+        return _restore_new(ctx, name, original, manifest, data, engine)
+
+
+def _restore_new(ctx, name, original, manifest, data, engine):
+    host = ctx.host
+    env = original.env if original.env in host.env_names() else ctx.cfg["default_env"]
+    if env != original.env:
+        ctx.progress(f"environment {original.env} does not exist here: using {env}")
+    record = sites.plan_new(
+        ctx, name, original.app, env, engine or manifest.engine, original.title,
+        original.languages, original.domain if name == original.name else "",
+        original.front_end)
+    return sites.new(ctx, record, data=lambda ctx, site: load_into(ctx, site, manifest, data))
+
+
+def _restore_over(ctx, site, manifest, data, engine, path):
+    host = ctx.host
+    if engine and engine != site.db:
+        raise UsageError(f"site {site.name} runs on {site.db}: restore over it on {site.db}, "
+                         f"or restore --as NEWNAME --db {engine}")
+    if manifest.site.get("app") != site.app:
+        raise UsageError(f"the archive holds a {manifest.site.get('app')} site, "
+                         f"{site.name} runs {site.app}")
+    ctx.progress(f"{site.name}: backing up what is there before replacing it")
+    safety = backup(ctx, site)
+    journal = Journal(host, "restore", site.name).start()
+    try:
+        journal.record("reload_archive", site=site.name, archive=str(safety))
+        with maintenance(host, site, "restored", journal):
+            _reset_database(ctx, site)
+            load_into(ctx, site, manifest, data)
+            _refresh(ctx, site)
+    except BaseException:
+        ctx.progress(f"{site.name}: restoring failed; putting back what was there")
+        journal.undo(ctx, log=ctx.progress)
+        raise
+    journal.commit()
+    ctx.progress(f"{site.name}: restored from {path} (what was there: {safety})")
+    return site
+
+
+def _reset_database(ctx, site):
+    """An empty database for *site*, same name, user and password."""
+    be = backend(site.db, ctx.cfg)
+    if be.server:
+        password = (ctx.host.secrets_dir / f"db-{site.name}").read_text().strip()
+        be.drop(site.db_name)
+        be.create(site.db_name, password)
+
+
+@undo_step("reload_archive")
+def _undo_reload_archive(ctx, site, archive):
+    """Put the archive taken before a forced restore back into *site*."""
+    s = ctx.host.site(site)
+    with opened(ctx.host, archive) as (manifest, data):
+        _reset_database(ctx, s)
+        load_into(ctx, s, manifest, data)
+        _refresh(ctx, s)
+
+
+def clone(ctx, src, dst, engine=None):
+    """Backup of *src* restored as *dst*: new database, user, password and secret key."""
+    archive_path = backup(ctx, ctx.host.site(src))
+    return restore(ctx, archive_path, as_name=dst, engine=engine)
