@@ -168,3 +168,24 @@ def server(host, cosi_sites, domain_sites):
     yield s
     if s.proc.poll() is None:
         stop_serve(s)
+
+
+def kill_at(h, marker, *args):
+    """Run `linohost ARGS` and SIGKILL it as soon as its progress says *marker*.
+
+    Returns whether it got that far (it was killed there)."""
+    import signal
+    env = {**os.environ, "LINOHOST_ROOT": str(h.root)}
+    proc = subprocess.Popen([*LINOHOST, *map(str, args)], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    hit = False
+    try:
+        for line in proc.stderr:
+            if marker in line:
+                proc.send_signal(signal.SIGKILL)
+                hit = True
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    return hit

@@ -3,16 +3,13 @@
 import datetime
 import gzip
 import io
-import os
 import json
-import signal
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import LINOHOST
+from conftest import kill_at
 
 pytestmark = pytest.mark.slow
 
@@ -226,15 +223,7 @@ def test_killed_restore_is_undone_by_the_next_command(host, cosi_sites):
     try:
         before = fingerprint(host, site)
         [archive] = backup(host, site)
-        proc = subprocess.Popen([*LINOHOST, "restore", str(archive), "--force"],
-                                env={**os.environ, "LINOHOST_ROOT": str(host.root)},
-                                stderr=subprocess.PIPE, text=True)
-        for line in proc.stderr:
-            if "loading the mysql database" in line:
-                proc.send_signal(signal.SIGKILL)
-                break
-        proc.kill()
-        proc.wait()
+        assert kill_at(host, "loading the mysql database", "restore", archive, "--force")
         assert (host.root / site / "maintenance.html").exists()     # caught half-way
         p = host("show", site, "--json")                            # any next command
         assert "repairing an interrupted restore" in p.stderr
@@ -248,15 +237,7 @@ def test_killed_backup_leaves_no_partial_archive(host, cosi_sites):
     site = cosi_sites["postgresql"]
     d = host.root / "backups"
     before = set(d.iterdir()) if d.exists() else set()
-    proc = subprocess.Popen([*LINOHOST, "backup", site],
-                            env={**os.environ, "LINOHOST_ROOT": str(host.root)},
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "portable dump" in line:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.kill()
-    proc.wait()
+    assert kill_at(host, "portable dump", "backup", site)
     host("backup", site)                          # the next backup cleans up after it
     new = set(d.iterdir()) - before
     assert len(new) == 1 and all(not p.name.startswith(".") for p in new)

@@ -2,12 +2,10 @@
 break is restored on the old one; a killed upgrade is repaired."""
 
 import json
-import signal
-import subprocess
 
 import pytest
 
-from conftest import LINOHOST
+from conftest import kill_at
 
 pytestmark = pytest.mark.slow
 
@@ -88,24 +86,18 @@ def test_broken_site_is_restored_while_the_others_move(host, fleet):
     assert BREAKS_NOI in envs[new_env]["packages"] and "upg" in envs
 
 
-def test_killed_upgrade_is_repaired_by_the_next_command(host, fleet):
-    """SIGKILL while a site is half moved: the next command puts it back."""
+@pytest.mark.parametrize("when", [
+    "installing",                   # while pip builds the new environment
+    "loading its data into",        # the site is backed up and switched, its data loads
+])
+def test_killed_upgrade_is_repaired_by_the_next_command(host, fleet, when):
+    """SIGKILL at several points: the next command puts every site back."""
     before = snapshot(host, fleet)
     envs_before = {e["name"] for e in json.loads(host("env", "list", "--json").stdout)}
-    env = {"LINOHOST_ROOT": str(host.root)}
-    proc = subprocess.Popen([*LINOHOST, "upgrade", "--env", "upg"], env=env,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stderr:
-            if "loading it into" in line:            # dump made, site switched: kill
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait()
+    assert kill_at(host, when, "upgrade", "--env", "upg")
     assert list((host.root / "run" / "journal").glob("*.json"))   # it was interrupted
     p = host("list", "--json")                                   # any next command
-    assert "repairing an interrupted upgrade" in p.stderr
+    assert "repairing an interrupted" in p.stderr
     assert {site_env(host, n) for n in (fleet["noi"],)} == {"upg"}
     assert_working(host, fleet, before)
     # the half-used new environment is gone again

@@ -208,6 +208,7 @@ def manage(state, site, args):
     ctx = state.context()
     s = ctx.host.site(site)
     e = ctx.host.env(s.env)
+    site_ops.check_secret_key(ctx.cfg)
     project = ctx.host.site_dir(site)
     if args[:1] == ("--",):
         args = args[1:]
@@ -340,17 +341,13 @@ def run(state, names, all_sites, env_name, jobs, as_json):
     with output.bar(f"manage.py {' '.join(args)}", len(sites)) as advance:
         results = fleet.run(ctx, sites, args, jobs,
                             on_done=lambda r: advance(f"{r.site}: {'ok' if r.ok else 'failed'}"))
-    if as_json:
-        output.print_json([r.as_dict() for r in results])
-    else:
-        output.table(["site", "exit code", "seconds", "last line of output"],
-                     [(r.site, r.exit_code, f"{r.duration:.1f}", r.last_line[:100])
-                      for r in results])
     failed = [r.site for r in results if not r.ok]
-    if failed:
-        output.error(f"{len(failed)} of {len(results)} sites failed: {' '.join(failed)} "
-                     f"(logs in {Path(results[0].log).parent})")
-        sys.exit(1)
+    output.report(as_json, [r.as_dict() for r in results],
+                  ["site", "exit code", "seconds", "last line of output"],
+                  [(r.site, r.exit_code, f"{r.duration:.1f}", r.last_line[:100])
+                   for r in results],
+                  failed and f"{len(failed)} of {len(results)} sites failed: {' '.join(failed)} "
+                             f"(logs in {Path(results[0].log).parent})")
 
 
 @cli.command()
@@ -366,16 +363,12 @@ def upgrade(state, env_name, canary, as_json, packages):
     ctx = state.context()
     with state.locked(ctx):
         new_env, report = upgrading.upgrade(ctx, env_name, packages, canary)
-    if as_json:
-        output.print_json({"env": new_env, "sites": [vars(m) for m in report]})
-    else:
-        output.table(["site", "ok", "environment", "result"],
-                     [(m.site, "yes" if m.ok else "NO", m.env, m.message) for m in report])
     failed = [m.site for m in report if not m.ok]
-    if failed:
-        output.error(f"{len(failed)} of {len(report)} sites stayed on {env_name}: "
-                     f"{' '.join(failed)}")
-        sys.exit(1)
+    output.report(as_json, {"env": new_env, "sites": [vars(m) for m in report]},
+                  ["site", "ok", "environment", "result"],
+                  [(m.site, "yes" if m.ok else "NO", m.env, m.message) for m in report],
+                  failed and f"{len(failed)} of {len(report)} sites stayed on {env_name}: "
+                             f"{' '.join(failed)}")
 
 
 # -- web server ------------------------------------------------------------------

@@ -39,3 +39,15 @@ def bar(description, total):
                   TimeElapsedColumn(), console=err) as p:
         task = p.add_task(description, total=total)
         yield lambda text="": p.update(task, advance=1, description=f"{description} {text}")
+
+
+def report(as_json, data, columns, rows, failure=None):
+    """A per-site result as JSON (*data*) or a table; then, if *failure* is a
+    message, that one line on stderr and exit code 1."""
+    if as_json:
+        print_json(data)
+    else:
+        table(columns, rows)
+    if failure:
+        error(failure)
+        sys.exit(1)
