@@ -46,6 +46,7 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
         raise UsageError(f"unknown database engine {db!r}")
     if domain:
         names.domain(domain)
+    check_secret_key(ctx.cfg)
     db_name = f"lino_{name}" if db != "sqlite" else ""
     be = backend(db, ctx.cfg)
     be.check()
@@ -64,6 +65,15 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
                 db=db, title=title or name.replace("_", " ").title(),
                 languages=tuple(languages), front_end=front_end, domain=domain,
                 db_name=db_name, created=_now())
+
+
+def check_secret_key(cfg):
+    """Under the `env` policy a site cannot start without DJANGO_SECRET_KEY:
+    say so before anything is made (the generated djangosite_local.py reads it)."""
+    if cfg["secret_policy"] == "env" and not os.environ.get("DJANGO_SECRET_KEY"):
+        raise UsageError("DJANGO_SECRET_KEY is not set, and this host's secret policy is "
+                         "'env': set it, or change the policy with `linohost init --secret "
+                         "derived`")
 
 
 def new(ctx, site, data="demo"):
