@@ -1,0 +1,340 @@
+"""Bad input is refused with one line and exit code 2, and leaves nothing behind;
+a `new` that fails or is killed half-way leaves nothing either; the host lock
+serialises two commands."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+import tomli_w
+import tomllib
+
+from conftest import LINOHOST
+from leftovers import (assert_one_error_line, assert_site_absent, journals, server_leftovers,
+                       snapshot)
+
+
+def refused(host, *args, code=2, words=(), env=None):
+    """Run a command that must be refused; check that nothing changed."""
+    before = snapshot(host)
+    p = host(*args, check=False, env=env)
+    line = assert_one_error_line(p, code, *words)
+    assert snapshot(host) == before, f"{args} left {snapshot(host) ^ before}"
+    return line
+
+
+# -- names -------------------------------------------------------------------
+
+BAD_NAMES = [
+    "Upper", "ALLCAPS", "a.b", "a/b", "..", ".", "", "a" * 26, "-x", "9lives", "a-b",
+    "a b", "späti", "class", "match", "None",
+    "django", "json", "os", "lino", "lino_cosi",        # importable modules
+    "static", "media", "admin", "api", "linohost",     # reserved paths
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_invalid_site_name(host, name):
+    # on PostgreSQL, so that a late check would leave a database behind
+    line = refused(host, "new", "--app", "cosi", "--db", "postgresql", "--empty", "--", name,
+                   words=["site name"])
+    assert repr(name) in line or name in line
+    if "/" not in name and name not in (".", ".."):
+        assert server_leftovers(f"lino_{name}") == []
+
+
+def test_no_entry_of_the_host_root_can_name_a_site(host):
+    sites = {s["name"] for s in json.loads(host("list", "--json").stdout)}
+    entries = {p.name for p in host.root.iterdir()} - sites
+    assert {"local", "secrets", "envs", "registry", "run"} <= entries
+    for name in sorted(entries):
+        refused(host, "new", name, "--app", "cosi", "--empty", words=["site name"])
+
+
+def test_longest_name_passes_the_name_check(host):
+    # 25 characters is allowed: refused for another reason (unknown app), not the name
+    line = refused(host, "new", "a" * 25, "--app", "nosuchapp", "--empty")
+    assert "unknown app" in line
+
+
+# -- other input of `new` ----------------------------------------------------
+
+@pytest.mark.parametrize("args,words", [
+    (["--app", "nosuchapp"], ["unknown app", "nosuchapp"]),
+    (["--app", "lino_nosuch.lib.nosuch.settings"], ["not installed", "lino_nosuch"]),
+    (["--app", "cosi", "--env", "nosuchenv"], ["no environment", "nosuchenv"]),
+    (["--app", "cosi", "--env", "Bad/Env"], ["environment"]),
+    (["--app", "cosi", "--languages", "english"], ["language", "english"]),
+    (["--app", "cosi", "--languages", "en,en"], ["duplicate"]),
+    (["--app", "cosi", "--domain", "not a host!"], ["domain"]),
+    (["--app", "cosi", "--db", "oracle"], ["oracle"]),
+    (["--app", "cosi", "--front-end", "react"], ["prefix"]),
+    ([], ["--app"]),
+])
+def test_bad_options_of_new(host, args, words):
+    name = host.unique("bad")
+    refused(host, "new", name, "--db", "postgresql", "--empty", *args, words=words)
+    assert_site_absent(host, name)
+
+
+@pytest.mark.parametrize("command", [["show"], ["manage", "--", "check"], ["rm", "--yes"],
+                                     ["backup"]])
+def test_unknown_site(host, command):
+    refused(host, command[0], "nosuchsite", *command[1:], words=["nosuchsite"])
+
+
+@pytest.fixture(scope="module")
+def cheap_site(host):
+    name = host.unique("dup")
+    host("new", name, "--app", "cosi", "--empty")
+    yield name
+    host("rm", name, "--yes", "--no-archive")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"])
+def test_duplicate_site(host, cheap_site, db):
+    settings = (host.root / cheap_site / "settings.py").read_bytes()
+    refused(host, "new", cheap_site, "--app", "noi", "--db", db, "--empty",
+            words=[cheap_site, "already exists"])
+    # the first site is untouched
+    assert (host.root / cheap_site / "settings.py").read_bytes() == settings
+    assert (host.root / "registry" / f"{cheap_site}.toml").exists()
+    assert server_leftovers(f"lino_{cheap_site}") == []
+    p = host("manage", cheap_site, "--", "check")
+    assert "no issues" in p.stdout + p.stderr
+
+
+def test_existing_database_user_is_refused_and_kept(host):
+    """A PostgreSQL role of the site's database name that linohost did not make
+    is not reused, and not dropped by the rollback either."""
+    name = host.unique("taken")
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres",
+                         autocommit=True) as c:
+        c.execute(f'CREATE ROLE "lino_{name}"')
+    try:
+        refused(host, "new", name, "--app", "cosi", "--db", "postgresql", "--empty",
+                words=[f"lino_{name}", "already exists"])
+        assert server_leftovers(f"lino_{name}") == [f"postgresql role lino_{name}"]
+    finally:
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres",
+                             autocommit=True) as c:
+            c.execute(f'DROP ROLE IF EXISTS "lino_{name}"')
+    assert_site_absent(host, name)
+
+
+# -- the host root -------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["new", "site1", "--app", "cosi"], ["list"],
+                                     ["env", "create", "e1"], ["show", "site1"]])
+def test_uninitialised_root(command):
+    from conftest import linohost
+    with tempfile.TemporaryDirectory() as d:
+        for root in (Path(d), Path(d) / "missing"):
+            p = linohost(root, *command, check=False)
+            assert_one_error_line(p, 2, "not a linohost root", str(root))
+            assert list(Path(d).iterdir()) == [], "the command wrote into an uninitialised root"
+
+
+@contextmanager
+def edited_config(host, edit):
+    """The host's linohost.toml changed by *edit(text) -> text*, restored afterwards."""
+    path = host.root / "linohost.toml"
+    original = path.read_bytes()
+    try:
+        path.write_text(edit(original.decode()))
+        yield path
+    finally:
+        path.write_bytes(original)
+
+
+def set_key(table, key, value):
+    def edit(text):
+        data = tomllib.loads(text)
+        data.setdefault(table, {})[key] = value
+        return tomli_w.dumps(data)
+    return edit
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("engine,label", [("postgresql", "PostgreSQL"), ("mysql", "MariaDB")])
+def test_unreachable_database_server(host, engine, label):
+    port = free_port()
+    name = host.unique("unreach")
+    with edited_config(host, set_key(engine, "port", port)):
+        refused(host, "new", name, "--app", "cosi", "--db", engine, "--empty",
+                words=[label, f"127.0.0.1:{port}"])
+    assert_site_absent(host, name)
+
+
+def add_text(extra):
+    return lambda text: text + extra
+
+
+CORRUPT = [
+    # (edit of the text, key the message names (None: none), text of the line it names)
+    (add_text('\n[postgresql]\nport = "fivefourthreetwo"\n'), "postgresql.port", "port = "),
+    (add_text('\n[mysql]\n\nadmin_user = "root"\nprot = 3306\n'), "mysql.prot", "prot = "),
+    (lambda t: re.sub(r'^mode = .*$', 'mode = "sideways"', t, flags=re.M), "mode", "mode = "),
+    (add_text("\nnonsense_key = 1\n"), "nonsense_key", "nonsense_key = "),
+    (set_key("apache", "port", 0), "apache.port", "port = 0"),
+    (set_key("backup", "keep_daily", -1), "backup.keep_daily", "keep_daily = "),
+    (add_text("\nthis is not toml\n"), None, "this is not toml"),
+    (add_text('\n[apache]\nthreads = 2\n'), None, "[apache]"),       # a table twice
+]
+
+
+@pytest.mark.parametrize("edit,key,text", CORRUPT)
+def test_corrupt_host_config(host, edit, key, text):
+    name = host.unique("corrupt")
+    with edited_config(host, edit) as path:
+        lines = path.read_text().splitlines()
+        [line] = [i for i, s in enumerate(lines, 1) if s.startswith(text)][-1:]
+        for command in (["new", name, "--app", "cosi", "--db", "postgresql", "--empty"],
+                        ["list"], ["show", "nosuchsite"]):
+            msg = refused(host, *command, words=[f"{path}:{line}:"] + ([key] if key else []))
+            assert "Traceback" not in msg
+    assert_site_absent(host, name)
+
+
+# -- failures half-way -----------------------------------------------------------
+
+BOOM_SETTINGS = '''
+"""A Lino app whose demo data fails to load (a linohost test)."""
+from lino_cosi.lib.cosi.settings import *  # noqa
+
+
+class Site(Site):  # noqa
+    demo_fixtures = ["linohost_boom"]
+'''
+
+BOOM_FIXTURE = '''
+def objects():
+    raise RuntimeError("the demo data of linohost_boomapp is broken on purpose")
+    yield
+'''
+
+
+@pytest.fixture
+def boom_app(host):
+    """An importable settings module in environment `default` whose demo data
+    loading raises."""
+    [site_packages] = (host.root / "envs" / "default").glob("lib/python3*/site-packages")
+    pkg = site_packages / "linohost_boomapp"
+    (pkg / "fixtures").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "settings.py").write_text(BOOM_SETTINGS)
+    (pkg / "fixtures" / "linohost_boom.py").write_text(BOOM_FIXTURE)
+    yield "linohost_boomapp.settings"
+    import shutil
+    shutil.rmtree(pkg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"])
+def test_failure_half_way_rolls_back_everything(host, boom_app, db):
+    name = host.unique(f"boom{db[:2]}")
+    before = snapshot(host)
+    p = host("new", name, "--app", boom_app, "--db", db, check=False)
+    assert p.returncode == 1, p.stderr
+    assert "initialising" in p.stderr           # it got that far: the database existed
+    assert "rolling back" in p.stderr
+    last = p.stderr.splitlines()[-1]
+    assert last.startswith("linohost: error: ") and "broken on purpose" in last, p.stderr
+    assert snapshot(host) == before, snapshot(host) ^ before
+    assert_site_absent(host, name)
+
+
+@pytest.mark.slow
+def test_killed_new_is_repaired_by_the_next_command(host):
+    name = host.unique("killed")
+    env = {**os.environ, "LINOHOST_ROOT": str(host.root)}
+    before = snapshot(host)
+    proc = subprocess.Popen([*LINOHOST, "new", name, "--app", "cosi", "--db", "postgresql"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "initialising" in line:
+                break
+        assert any("initialising" in s for s in seen), "".join(seen)
+        # half-way indeed: directory, password, database and journal exist
+        assert (host.root / name).is_dir()
+        assert (host.root / "secrets" / f"db-{name}").exists()
+        assert server_leftovers(f"lino_{name}") == [f"postgresql database lino_{name}",
+                                                   f"postgresql role lino_{name}"]
+        assert journals(host) == [f"new-{name}.json"]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(60)
+    time.sleep(0.5)            # the killed linohost's children die with it
+    p = host("list")
+    assert "repairing an interrupted new" in p.stderr
+    assert name not in p.stdout
+    assert snapshot(host) == before, snapshot(host) ^ before
+    assert_site_absent(host, name)
+
+
+# -- the lock ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_new_at_once_are_serialised(host):
+    names = [host.unique("conc"), host.unique("conc")]
+    env = {**os.environ, "LINOHOST_ROOT": str(host.root)}
+    events = {n: [] for n in names}     # (monotonic time, stderr line)
+
+    def start(name):
+        p = subprocess.Popen([*LINOHOST, "new", name, "--app", "cosi", "--empty"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+
+        def read():
+            for line in p.stderr:
+                events[name].append((time.monotonic(), line.rstrip("\n")))
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        return p, t
+
+    procs = [start(n) for n in names]
+    try:
+        for p, t in procs:
+            assert p.wait(600) == 0, events
+            t.join(10)
+        text = {n: "\n".join(line for _, line in events[n]) for n in names}
+        waited = [n for n in names if "another linohost command is changing this host: waiting"
+                  in text[n]]
+        assert len(waited) == 1, text
+        first, second = [n for n in names if n not in waited] + waited
+        # the second began its work only after the first finished it
+        first_done = max(t for t, line in events[first] if "initialising" in line)
+        second_work = min(t for t, line in events[second] if "initialising" in line)
+        assert second_work > first_done
+        assert next(t for t, line in events[first] if "ready" in line) < second_work + 1
+        listed = host("list").stdout
+        assert all(n in listed for n in names)
+    finally:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.kill()
+        for n in names:
+            host("rm", n, "--yes", "--no-archive", check=False)
+    for n in names:
+        assert_site_absent(host, n)
