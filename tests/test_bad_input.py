@@ -56,9 +56,12 @@ def test_invalid_site_name(host, name):
 def test_no_entry_of_the_host_root_can_name_a_site(host):
     sites = {s["name"] for s in json.loads(host("list", "--json").stdout)}
     entries = {p.name for p in host.root.iterdir()} - sites
-    assert {"local", "secrets", "envs", "registry", "run"} <= entries
+    own = {"local", "secrets", "envs", "registry", "run", "logs", "home"}
+    assert own <= entries
     for name in sorted(entries):
-        refused(host, "new", name, "--app", "cosi", "--empty", words=["site name"])
+        # what other tests left there may be refused as existing; the host's own by name
+        refused(host, "new", name, "--app", "cosi", "--empty",
+                words=["site name"] if name in own else [])
 
 
 def test_longest_name_passes_the_name_check(host):
@@ -205,10 +208,11 @@ def test_corrupt_host_config(host, edit, key, text):
     with edited_config(host, edit) as path:
         lines = path.read_text().splitlines()
         [line] = [i for i, s in enumerate(lines, 1) if s.startswith(text)][-1:]
+        corrupt = path.read_bytes()
         for command in (["new", name, "--app", "cosi", "--db", "postgresql", "--empty"],
-                        ["list"], ["show", "nosuchsite"]):
-            msg = refused(host, *command, words=[f"{path}:{line}:"] + ([key] if key else []))
-            assert "Traceback" not in msg
+                        ["list"], ["show", "nosuchsite"], ["init", "--secret", "shared"]):
+            refused(host, *command, words=[f"{path}:{line}:"] + ([key] if key else []))
+            assert path.read_bytes() == corrupt, f"{command} rewrote the corrupt file"
     assert_site_absent(host, name)
 
 
