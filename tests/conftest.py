@@ -6,6 +6,7 @@ own sites in it with unique names and remove them.
 """
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -189,3 +190,26 @@ def kill_at(h, marker, *args):
         proc.kill()
         proc.wait()
     return hit
+
+
+#: Every table's rows, as a digest per model, computed inside the site.
+FINGERPRINT = """
+import hashlib, json
+from django.apps import apps
+out = {}
+for m in apps.get_models():
+    if m._meta.proxy or not m._meta.managed:
+        continue
+    rows = sorted(repr(r) for r in m.objects.order_by().values_list())
+    out[m._meta.label] = [len(rows), hashlib.sha256("\\n".join(rows).encode()).hexdigest()]
+print("FINGERPRINT", json.dumps(out, sort_keys=True))
+"""
+
+
+def fingerprint(host, site, ids=True):
+    out = host("manage", site, "--", "shell", "-c", FINGERPRINT).stdout
+    data = json.loads(out.split("FINGERPRINT ", 1)[1].splitlines()[0])
+    # Tables Django fills by itself at startup, not the site's data.
+    for volatile in ("sessions.Session", "contenttypes.ContentType", "auth.Permission"):
+        data.pop(volatile, None)
+    return data if ids else {k: v[0] for k, v in data.items()}

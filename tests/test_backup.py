@@ -9,32 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kill_at
+from conftest import fingerprint, kill_at
 
 pytestmark = pytest.mark.slow
-
-#: Every table's rows, as a digest per model, computed inside the site.
-FINGERPRINT = """
-import hashlib, json
-from django.apps import apps
-out = {}
-for m in apps.get_models():
-    if m._meta.proxy or not m._meta.managed:
-        continue
-    rows = sorted(repr(r) for r in m.objects.order_by().values_list())
-    out[m._meta.label] = [len(rows), hashlib.sha256("\\n".join(rows).encode()).hexdigest()]
-print("FINGERPRINT", json.dumps(out, sort_keys=True))
-"""
-
-
-def fingerprint(host, site, ids=True):
-    out = host("manage", site, "--", "shell", "-c", FINGERPRINT).stdout
-    data = json.loads(out.split("FINGERPRINT ", 1)[1].splitlines()[0])
-    # Tables Django fills by itself at startup, not the site's data.
-    for volatile in ("sessions.Session", "contenttypes.ContentType", "auth.Permission"):
-        data.pop(volatile, None)
-    return data if ids else {k: v[0] for k, v in data.items()}
-
 
 def media_files(host, site):
     root = host.root / site / "media"

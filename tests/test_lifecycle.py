@@ -8,6 +8,8 @@ import psycopg
 import pymysql
 import pytest
 
+from conftest import fingerprint
+
 pytestmark = pytest.mark.slow
 
 
@@ -117,3 +119,19 @@ def assert_no_database(db):
         cur.execute("SELECT 1 FROM mysql.user WHERE user = %s", (db,))
         assert cur.fetchone() is None
     c.close()
+
+
+def test_later_demo_sites_load_the_data_prep_made(host):
+    """The second demo site of a kind is loaded from the first one's prep: same rows."""
+    first, second = host.unique("dema"), host.unique("demb")
+    p1 = host("new", first, "--app", "cosi", "--languages", "en,fr")
+    p2 = host("new", second, "--app", "cosi", "--languages", "en,fr")
+    try:
+        assert "demo data made by prep" not in p1.stderr and "demo" in p1.stderr
+        assert f"the demo data made by prep today for {first}" in p2.stderr
+        assert fingerprint(host, second) == fingerprint(host, first)
+        assert "no issues" in host("manage", second, "--", "check").stderr + \
+            host("manage", second, "--", "check").stdout
+    finally:
+        for n in (first, second):
+            host("rm", n, "--yes", "--no-archive")

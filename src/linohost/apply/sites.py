@@ -12,7 +12,7 @@ from ..errors import Conflict, UsageError
 from ..model import apps, names
 from ..model.site import Site
 from ..render import site as render_site
-from . import envs
+from . import demo, envs
 from .files import atomic_write, chown_tree, write_secret
 from .journal import Journal, undo_step
 
@@ -102,7 +102,13 @@ def new(ctx, site, data="demo"):
         if system.site_owner:
             chown_tree(project, system.site_owner)
         env = envs.ensure_app(ctx, env, app, project)
-        if callable(data):                      # e.g. load an archive
+        template = demo.find(env, site) if data == "demo" else None
+        if template:
+            ctx.progress(f"{site.name}: the demo data made by prep today for "
+                         f"{(template / demo.READY).read_text().strip()}")
+            demo.load(ctx, site, template)
+            tasks = []
+        elif callable(data):                    # e.g. load an archive
             data(ctx, site)
             tasks = []
         else:
@@ -114,6 +120,8 @@ def new(ctx, site, data="demo"):
         envs.run_site_tasks(ctx, env, project, tasks)
         if "static" in tasks:
             envs.mark_static(env, app)
+        if tasks[:1] == ["demo"]:
+            demo.save(ctx, env, site)
         record = host.registry_dir / f"{site.name}.toml"
         journal.record("file", path=str(record))
         atomic_write(record, site.dumps())
