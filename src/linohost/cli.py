@@ -95,7 +95,16 @@ def cli(ctx, root, traceback):
 @click.pass_obj
 def init(state, **changes):
     """Create a host root, or change its configuration."""
-    host = hostinit.init(state.root, changes, output.progress)
+    root = Host.resolve_root(state.root).absolute()
+    if (root / "linohost.toml").exists():          # changing a live host: one at a time
+        with host_lock(Host(root), on_wait=lambda: output.progress(
+                "another linohost command is changing this host: waiting")):
+            host = hostinit.init(root, changes, output.progress)
+    else:
+        host = hostinit.init(root, changes, output.progress)
+    if host.cfg["secret_policy"] == "env" and not os.environ.get("DJANGO_SECRET_KEY"):
+        output.progress("warning: the secret policy is env but DJANGO_SECRET_KEY is not set "
+                        "here: set it wherever sites run (and for linohost commands)")
     output.progress(f"host root ready: {host.root}")
 
 
