@@ -1,4 +1,4 @@
-"""Demo data made once per environment, app, languages, engine and day.
+"""Demo data made once per environment, app, front end, languages, engine and day.
 
 The first demo site of an app in an environment runs Lino's `prep`; its database
 and media are kept in ``envs/NAME/demo/`` and loaded natively into the next demo
@@ -19,7 +19,10 @@ READY = "ready"
 
 
 def _kind(site):
-    return f"{site.app.replace('.', '_')}-{'_'.join(site.languages)}-{site.db}"
+    # The front end is a plugin with its own columns (React injects
+    # system.SiteConfig.primereact_theme): an ExtJS site's data does not fit a React site.
+    return (f"{site.app.replace('.', '_')}-{site.front_end}-{'_'.join(site.languages)}"
+            f"-{site.db}")
 
 
 def _dir(env, site, day=None):
