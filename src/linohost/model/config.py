@@ -34,6 +34,7 @@ class Key:
     doc: str
     choices: tuple = ()
     minimum: int | None = None
+    maximum: int | None = None
 
     def schema(self):
         s = {"type": self.type, "description": self.doc}
@@ -41,8 +42,12 @@ class Key:
             s["enum"] = list(self.choices)
         if self.minimum is not None:
             s["minimum"] = self.minimum
+        if self.maximum is not None:
+            s["maximum"] = self.maximum
         return s
 
+
+PORT = dict(minimum=1, maximum=65535)
 
 KEYS = (
     Key("server_name", "string", "localhost",
@@ -64,12 +69,12 @@ KEYS = (
     Key("time_zone", "string", "UTC", "TIME_ZONE of every site."),
     Key("admin_email", "string", "", "ADMINS and SERVER_EMAIL of every site (empty: none)."),
     Key("postgresql.host", "string", "127.0.0.1", "PostgreSQL server host."),
-    Key("postgresql.port", "integer", 5432, "PostgreSQL server port.", minimum=1),
+    Key("postgresql.port", "integer", 5432, "PostgreSQL server port.", **PORT),
     Key("postgresql.admin_user", "string", "postgres",
         "PostgreSQL role allowed to create databases and roles."),
     Key("postgresql.admin_password", "string", "", "Password of the admin role (empty: none)."),
     Key("mysql.host", "string", "127.0.0.1", "MariaDB/MySQL server host."),
-    Key("mysql.port", "integer", 3306, "MariaDB/MySQL server port.", minimum=1),
+    Key("mysql.port", "integer", 3306, "MariaDB/MySQL server port.", **PORT),
     Key("mysql.admin_user", "string", "root",
         "MariaDB/MySQL user allowed to create databases and users."),
     Key("mysql.admin_password", "string", "", "Password of the admin user (empty: none)."),
@@ -87,9 +92,9 @@ KEYS = (
     Key("process_backend", "string", "mod_wsgi",
         "What runs the sites' Python: `mod_wsgi` (one daemon process per site inside Apache).",
         choices=("mod_wsgi",)),
-    Key("apache.port", "integer", 8000, "Port of `linohost serve`.", minimum=1),
+    Key("apache.port", "integer", 8000, "Port of `linohost serve`.", **PORT),
     Key("apache.vhost_port", "integer", 80,
-        "Port of the vhosts in the system Apache's config (`linohost config apache`).", minimum=1),
+        "Port of the vhosts in the system Apache's config (`linohost config apache`).", **PORT),
     Key("apache.extra_directives", "string", "",
         "Apache directives added to every vhost, e.g. logging or TLS lines (checked by configtest)."),
     Key("apache.threads", "integer", 15, "Threads per site daemon process.", minimum=1),
@@ -122,21 +127,36 @@ def schema():
 
 
 def _line_of(text, path):
-    """Line number of the dotted key *path* in TOML *text* (best effort)."""
-    *tables, leaf = path
-    want = ".".join(tables)
-    current = ""
-    for no, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        m = re.match(r"\[\s*([^\]]+?)\s*\]\s*(#.*)?$", s)
-        if m:
-            current = m.group(1)
-            if not leaf and current == want:
-                return no
-            continue
-        if current == want and re.match(rf"{re.escape(leaf)}\s*=", s):
-            return no
+    """Line number of the key *path* (a list of keys) in TOML *text*.
+
+    TOML spells a key in many ways (``[a]`` then ``b =``, ``a.b =``, ``a = {b = ..}``,
+    ``["a"]``, ``[[a]]``), so rather than matching text this parses ever longer
+    first parts of the file: the key is on the first line that makes it appear
+    (or, for a value over several lines, on the last line before it that names it)."""
+    lines = text.splitlines()
+    for n in range(1, len(lines) + 1):
+        try:
+            data = tomllib.loads("\n".join(lines[:n]))
+        except tomllib.TOMLDecodeError:
+            continue                        # a value over several lines, not complete yet
+        if _has(data, path):
+            leaf = str(path[-1])
+            for no in range(n, 0, -1):
+                if leaf in lines[no - 1]:
+                    return no
+            return n
     return 1
+
+
+def _has(data, path):
+    for key in path:
+        if isinstance(data, list) and str(key).isdigit() and int(key) < len(data):
+            data = data[int(key)]
+        elif isinstance(data, dict) and key in data:
+            data = data[key]
+        else:
+            return False
+    return True
 
 
 class HostConfig:
@@ -198,7 +218,7 @@ def validate_flat(values, path=None):
 
 def _validate(data, text, path):
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     if not errors:
         return
     e = errors[0]
@@ -213,8 +233,9 @@ def _validate(data, text, path):
         msg = f"must be of type {e.validator_value}, not {type(e.instance).__name__}"
     else:
         msg = e.message
-    line = _line_of(text, keypath) if text else "?"
-    raise ConfigError(f"{path}:{line}: {'.'.join(keypath)}: {msg}")
+    if not text:                    # a value given on the command line, not in the file
+        raise ConfigError(f"{'.'.join(keypath)}: {msg}")
+    raise ConfigError(f"{path}:{_line_of(text, keypath)}: {'.'.join(keypath)}: {msg}")
 
 
 def load(path):
