@@ -28,6 +28,19 @@ def env_modules(env):
     return out
 
 
+def module_installed(env, dotted):
+    """Whether module *dotted* (a.b.c) is a file of *env*'s site-packages.
+
+    Looked up on disk, not imported: nothing of the environment runs as the
+    caller (root) to validate input."""
+    rel = Path(*dotted.split("."))
+    for sp in glob.glob(f"{env.path}/lib/python3*/site-packages"):
+        base = Path(sp) / rel
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return True
+    return False
+
+
 def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
              front_end=None):
     """Validate everything about a new site before anything is made; return its record."""
@@ -42,6 +55,10 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
         raise UsageError(
             f"app {app!r} is not installed in environment {env!r} (module {top} missing): "
             f"create an environment with it, e.g. `linohost env create NAME {app}`")
+    if not module_installed(env_rec, app_rec.settings_module):
+        raise UsageError(
+            f"app {app!r} is not installed in environment {env!r} (module "
+            f"{app_rec.settings_module} missing)")
     if db not in ("sqlite", "postgresql", "mysql"):
         raise UsageError(f"unknown database engine {db!r}")
     if domain:
