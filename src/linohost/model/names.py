@@ -1,9 +1,10 @@
 """Validation of names: sites, environments, languages, domains."""
 
 import keyword
+import os
 import re
 import sys
-from importlib.util import find_spec
+from importlib.machinery import PathFinder
 
 from ..errors import UsageError
 
@@ -42,9 +43,18 @@ def site_name(name, extra_modules=()):
         raise UsageError(f"invalid site name {name!r}: it is a Python keyword")
     if name in RESERVED:
         raise UsageError(f"invalid site name {name!r}: it is a reserved path")
-    if name in sys.stdlib_module_names or name in extra_modules or find_spec(name) is not None:
+    if name in sys.stdlib_module_names or name in extra_modules or _importable(name):
         raise UsageError(f"invalid site name {name!r}: it would shadow the Python module {name!r}")
     return name
+
+
+def _importable(name):
+    """Whether linohost's own Python finds a module *name*, the directory it was
+    started from aside (``python -m`` puts it on the path; it says nothing about
+    what a site imports)."""
+    cwd = os.getcwd()
+    path = [p for p in sys.path if p and os.path.abspath(p) != cwd]
+    return PathFinder.find_spec(name, path) is not None
 
 
 def env_name(name):
