@@ -70,11 +70,25 @@ def test_longest_name_passes_the_name_check(host):
     assert "unknown app" in line
 
 
+def test_the_directory_linohost_runs_in_shadows_nothing(host, tmp_path):
+    """`python -m linohost` puts its working directory on its own path: a folder
+    there of the site's name is no module the site would import."""
+    name = host.unique("cwd")
+    (tmp_path / name).mkdir()
+    env = {**os.environ, "LINOHOST_ROOT": str(host.root)}
+    p = subprocess.run([*LINOHOST, "new", name, "--app", "nosuchapp", "--empty"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True)
+    assert_one_error_line(p, 2, "unknown app")       # not refused for its name
+    assert_site_absent(host, name)
+
+
 # -- other input of `new` ----------------------------------------------------
 
 @pytest.mark.parametrize("args,words", [
     (["--app", "nosuchapp"], ["unknown app", "nosuchapp"]),
     (["--app", "lino_nosuch.lib.nosuch.settings"], ["not installed", "lino_nosuch"]),
+    (["--app", "lino_cosi.lib.nosuch.settings"], ["not installed", "lino_cosi.lib.nosuch"]),
+    (["--app", ""], ["unknown app"]),
     (["--app", "cosi", "--env", "nosuchenv"], ["no environment", "nosuchenv"]),
     (["--app", "cosi", "--env", "Bad/Env"], ["environment"]),
     (["--app", "cosi", "--languages", "english"], ["language", "english"]),
@@ -189,6 +203,11 @@ def add_text(extra):
     return lambda text: text + extra
 
 
+def prepend(extra):
+    """Top-level keys go before the first table."""
+    return lambda text: re.sub(r"^\[", lambda m: extra + "\n[", text, count=1, flags=re.M)
+
+
 CORRUPT = [
     # (edit of the text, key the message names (None: none), text of the line it names)
     (add_text('\n[postgresql]\nport = "fivefourthreetwo"\n'), "postgresql.port", "port = "),
@@ -199,6 +218,13 @@ CORRUPT = [
     (set_key("backup", "keep_daily", -1), "backup.keep_daily", "keep_daily = "),
     (add_text("\nthis is not toml\n"), None, "this is not toml"),
     (add_text('\n[apache]\nthreads = 2\n'), None, "[apache]"),       # a table twice
+    (set_key("apache", "port", 65536), "apache.port", "port = 65536"),
+    # the line of a key written as a dotted key, in an inline table, under a quoted
+    # table name, or as an array of tables
+    (prepend('postgresql.port = "x"\n'), "postgresql.port", "postgresql.port = "),
+    (prepend('mysql = {port = "x"}\n'), "mysql.port", "mysql = "),
+    (add_text('\n[ "backup" ]\nkeep_weekly = "x"\n'), "backup.keep_weekly", "keep_weekly"),
+    (add_text('\n[[postgresql]]\nport = 1\n'), "postgresql", "[[postgresql]]"),
 ]
 
 
