@@ -291,11 +291,13 @@ def test_failure_half_way_rolls_back_everything(host, boom_app, db):
 
 
 @pytest.mark.slow
-def test_killed_new_is_repaired_by_the_next_command(host):
-    name = host.unique("killed")
+@pytest.mark.parametrize("db,data", [("postgresql", "--demo"), ("mysql", "--empty")])
+def test_killed_new_is_repaired_by_the_next_command(host, db, data):
+    """Killed while Django fills the database (demo data, or migrations only)."""
+    name = host.unique(f"killed{db[:2]}")
     env = {**os.environ, "LINOHOST_ROOT": str(host.root)}
     before = snapshot(host)
-    proc = subprocess.Popen([*LINOHOST, "new", name, "--app", "cosi", "--db", "postgresql"],
+    proc = subprocess.Popen([*LINOHOST, "new", name, "--app", "cosi", "--db", db, data],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     seen = []
@@ -308,19 +310,38 @@ def test_killed_new_is_repaired_by_the_next_command(host):
         # half-way indeed: directory, password, database and journal exist
         assert (host.root / name).is_dir()
         assert (host.root / "secrets" / f"db-{name}").exists()
-        assert server_leftovers(f"lino_{name}") == [f"postgresql database lino_{name}",
-                                                   f"postgresql role lino_{name}"]
+        user = "role" if db == "postgresql" else "user"
+        assert server_leftovers(f"lino_{name}") == [f"{db} database lino_{name}",
+                                                   f"{db} {user} lino_{name}"]
         assert journals(host) == [f"new-{name}.json"]
+        deadline = time.monotonic() + 30         # kill it while Django runs in the site
+        while not processes_in(host.root / name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_in(host.root / name), "no manage.py child seen"
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(60)
     time.sleep(0.5)            # the killed linohost's children die with it
+    assert processes_in(host.root / name) == []
     p = host("list")
     assert "repairing an interrupted new" in p.stderr
     assert name not in p.stdout
     assert snapshot(host) == before, snapshot(host) ^ before
     assert_site_absent(host, name)
+
+
+def processes_in(directory):
+    """The processes whose working directory is *directory* (or was, if deleted)."""
+    out = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            target = os.readlink(cwd)
+        except OSError:
+            continue
+        if target.removesuffix(" (deleted)") == str(directory):
+            out.append(int(cwd.parent.name))
+    return out
 
 
 # -- the lock ----------------------------------------------------------------------
