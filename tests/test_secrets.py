@@ -151,3 +151,24 @@ def test_switching_policy_rewrites_only_the_generated_part(host, two_sites):
         assert all("SECRET_KEY" not in t for t in settings)
     finally:
         path.write_text(original)
+
+
+@pytest.mark.parametrize("db", ["postgresql", "mysql"])
+def test_database_password_is_only_in_the_secrets_dir(host, db):
+    """The generated password of a site's database user: owner-only, in no other
+    file, and what the site really connects with."""
+    name = host.unique(f"pw{db[:2]}")
+    host("new", name, "--app", "cosi", "--db", db, "--empty")
+    try:
+        path = host.root / "secrets" / f"db-{name}"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        password = path.read_text().strip()
+        assert len(password) >= 20
+        out = host("manage", name, "--", "shell", "-c",
+                   "from django.conf import settings; "
+                   "print('PW', settings.DATABASES['default']['PASSWORD'])").stdout
+        assert f"PW {password}" in out.splitlines()
+        assert_no_key_in_readable_files(host, [password])
+    finally:
+        host("rm", name, "--yes", "--no-archive")
+    assert_site_absent(host, name)
