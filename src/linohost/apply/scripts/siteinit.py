@@ -17,6 +17,11 @@ project = Path(sys.argv[1]).resolve()
 tasks = sys.argv[2:]
 sys.path[:0] = [str(project.parent), str(project.parent / "local")]
 os.environ["DJANGO_SETTINGS_MODULE"] = project.name + ".settings"
+# Under `python -c` sys.argv[0] is "-c", which Lino's is_devserver() takes for a
+# doctest: build_site_cache then stamps the JS with time.time() and never touches
+# lino_version.txt, the served site creates that file later with another time, and
+# ExtJS answers every request with "Version mismatch". Look like the server does.
+sys.argv = ["linohost-siteinit"]
 
 import django  # noqa: E402
 
