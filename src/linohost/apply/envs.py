@@ -93,9 +93,20 @@ def run_site_tasks(ctx, env, project_dir, tasks):
                           as_site=True, cwd=project_dir, what=f"{' '.join(tasks)} ({project_dir.name})")
 
 
-def mark_static(env, app):
-    if app.name not in env.static_apps:
-        env = _replace(env, static_apps=env.static_apps + (app.name,))
+def static_key(app, front_end):
+    """What `static_apps` records: collectstatic gathers the files of the site's
+    plugins, and the front end is one (React's bundle is not among ExtJS's files)."""
+    return f"{app.name}+{front_end}"
+
+
+def has_static(env, app, front_end):
+    return static_key(app, front_end) in env.static_apps
+
+
+def mark_static(env, app, front_end):
+    key = static_key(app, front_end)
+    if key not in env.static_apps:
+        env = _replace(env, static_apps=env.static_apps + (key,))
         save(env)
     return env
 

@@ -130,13 +130,13 @@ def new(ctx, site, data="demo"):
             tasks = []
         else:
             tasks = [data]
-        if app.name not in env.static_apps:
+        if not envs.has_static(env, app, site.front_end):
             tasks.append("static")
         tasks.append("cache")
         ctx.progress(f"initialising {site.name}: {', '.join(tasks)}")
         envs.run_site_tasks(ctx, env, project, tasks)
         if "static" in tasks:
-            envs.mark_static(env, app)
+            envs.mark_static(env, app, site.front_end)
         if tasks[:1] == ["demo"]:
             demo.save(ctx, env, site)
         record = host.registry_dir / f"{site.name}.toml"

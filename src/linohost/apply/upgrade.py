@@ -121,10 +121,12 @@ def move_site(ctx, site, old, new, work):
                 if ctx.system.site_owner:
                     chown_tree(dump, ctx.system.site_owner)
                 _manage(ctx, new, project, ["run", dump / "restore.py", "--noinput"])
-            tasks = ["cache"] if site.app in new.static_apps else ["static", "cache"]
+            app = apps.resolve(site.app)
+            static = envs.has_static(new, app, site.front_end)
+            tasks = ["cache"] if static else ["static", "cache"]
             envs.run_site_tasks(ctx, new, project, tasks)
             if "static" in tasks:
-                envs.mark_static(new, apps.resolve(site.app))
+                envs.mark_static(new, app, site.front_end)
             _manage(ctx, new, project, ["check"])
     except StepFailed as e:
         ctx.progress(f"{site.name}: failed ({e}); restoring it on {old.name}")

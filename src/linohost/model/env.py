@@ -14,7 +14,7 @@ class Env(Record):
     python: str
     packages: tuple = ()
     apps_installed: tuple = ()   # apps whose `manage.py install` requirements are in
-    static_apps: tuple = ()      # apps whose static files are collected in static/
+    static_apps: tuple = ()      # "APP+FRONT_END" whose static files are in static/
     created: str = ""
 
     @property
