@@ -69,9 +69,17 @@ class MySQL:
                   "--no-tablespaces", "--default-character-set=utf8mb4",
                   f"--result-file={path}", name], env=env, what=f"mysqldump {name}")
 
-    def load(self, name, path):
-        """Load a dump into the empty database *name*."""
-        args, env = self._client()
+    def load(self, name, path, password=None):
+        """Load a dump into the empty database *name*.
+
+        With the *password* of user *name* the client logs in as that user, whose
+        rights end at its own database: SQL from an archive (which may come from
+        elsewhere) cannot reach other databases or users. Without it, as the admin."""
+        if password is None:
+            args, env = self._client()
+        else:
+            args = ["-h", self.host, "-P", self.port, "-u", name]
+            env = {"MYSQL_PWD": password}
         with open(path, "rb") as f:
             run_tool(["mysql", *args, "--default-character-set=utf8mb4", name], env=env,
                      stdin=f, what=f"mysql {name} < dump")

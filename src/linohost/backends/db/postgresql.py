@@ -65,8 +65,18 @@ class PostgreSQL:
         run_tool(["pg_dump", *args, "-Fc", "--no-owner", "-f", path, name], env=env,
                  what=f"pg_dump {name}")
 
-    def load(self, name, path):
-        """Load a dump into the empty database *name*, objects owned by role *name*."""
-        args, env = self._client()
+    def load(self, name, path, password=None):
+        """Load a dump into the empty database *name*, objects owned by role *name*.
+
+        With the role's *password* pg_restore logs in as that role itself: an archive
+        (which may come from elsewhere) then runs with the rights of its own site only,
+        never with the admin's. Without it, as the admin under SET ROLE (local dumps)."""
+        if password is None:
+            args, env = self._client()
+            args.append(f"--role={name}")
+        else:
+            args = ["-h", self.host, "-p", self.port, "-U", name]
+            env = {"PGPASSWORD": password}
         run_tool(["pg_restore", *args, "--no-owner", "--no-privileges", "--exit-on-error",
-                  f"--role={name}", "-d", name, path], env=env, what=f"pg_restore {name}")
+                  "--single-transaction", "-d", name, path], env=env,
+                 what=f"pg_restore {name}")
