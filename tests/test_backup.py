@@ -23,6 +23,22 @@ def backup(host, *args):
     return [Path(line) for line in host("backup", *args).stdout.split()]
 
 
+def members(archive):
+    """{name: bytes} of every file in an archive."""
+    with tarfile.open(archive) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+
+
+def leftovers(host):
+    """What an interrupted command could leave: journals, unpacked or partial archives,
+    staging and dump directories."""
+    out = [p for p in (host.root / "run" / "journal").glob("*.json")]
+    out += [p for p in (host.root / "backups").glob(".*")]
+    out += [p for p in (host.root / "home").glob("dump-*")]
+    out += [p for p in (host.root / "home").glob("load-*")]
+    return out
+
+
 def put_media(host, site):
     d = host.root / site / "media" / "uploads"
     d.mkdir(exist_ok=True)
@@ -36,6 +52,10 @@ def test_round_trip_on_each_engine(host, cosi_sites, engine):
     put_media(host, site)
     [archive] = backup(host, site)
     assert archive.stat().st_mode & 0o077 == 0
+    if engine != "sqlite":    # no database password in the archive: restore makes new ones
+        password = (host.root / "secrets" / f"db-{site}").read_text().strip().encode()
+        assert len(password) > 16
+        assert not any(password in data for data in members(archive).values())
     copy = host.unique("rt")
     host("restore", archive, "--as", copy)
     try:
@@ -179,10 +199,22 @@ def test_bad_archives_are_refused_and_change_nothing(host, cosi_sites, tmp_path)
         t.add(__file__, "test.py")
     not_tar = tmp_path / "plain.tar.gz"
     not_tar.write_bytes(gzip.compress(b"hello"))
+    # made to harm, with checksums of its own: its manifest points outside the archive
+    evil = tmp_path / "evil.tar.gz"
+    files = members(archive)
+    manifest = json.loads(files["manifest.json"])
+    manifest["native"] = "../../../../etc/shadow"
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with tarfile.open(evil, "w:gz") as t:
+        for n, data in files.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
     sites_before = host("list", "--json").stdout
     for bad, words in ((tmp_path / "missing.tar.gz", "no such archive"),
                        (truncated, "damaged"), (tampered, "checksum mismatch"),
-                       (foreign, "not a linohost archive"), (not_tar, "not a linohost archive")):
+                       (foreign, "not a linohost archive"), (not_tar, "not a linohost archive"),
+                       (evil, "bad manifest")):
         name = host.unique("bad")
         p = host("restore", bad, "--as", name, check=False)
         assert p.returncode == 2, (bad, p.stderr)
@@ -215,6 +247,49 @@ def test_killed_backup_leaves_no_partial_archive(host, cosi_sites):
     d = host.root / "backups"
     before = set(d.iterdir()) if d.exists() else set()
     assert kill_at(host, "portable dump", "backup", site)
-    host("backup", site)                          # the next backup cleans up after it
+    assert leftovers(host)                        # caught half-way
+    p = host("list")                              # any next command cleans up after it
+    assert "repairing an interrupted backup" in p.stderr
+    assert leftovers(host) == []
+    assert set(d.iterdir()) == before
+    host("backup", site, "--no-portable")
     new = set(d.iterdir()) - before
     assert len(new) == 1 and all(not p.name.startswith(".") for p in new)
+
+
+@pytest.mark.parametrize("marker", ["loading the postgresql database", "initialising"])
+def test_killed_restore_as_new_leaves_nothing(host, cosi_sites, marker):
+    """SIGKILL a restore into a new site while it loads the data, and while it builds
+    the caches: the next command removes every trace of the half-made site."""
+    from test_lifecycle import assert_no_database
+    [archive] = backup(host, cosi_sites["postgresql"], "--no-portable")
+    copy = host.unique("kn")
+    assert kill_at(host, marker, "restore", archive, "--as", copy)
+    assert (host.root / copy).exists()                          # caught half-way
+    p = host("list", "--json")
+    assert "repairing an interrupted" in p.stderr
+    assert copy not in [r["name"] for r in json.loads(p.stdout)]
+    assert not (host.root / copy).exists()
+    assert not (host.root / "secrets" / f"db-{copy}").exists()
+    assert_no_database(f"lino_{copy}")
+    assert leftovers(host) == []
+    host("restore", archive, "--as", copy)                       # the name is free again
+    host("rm", copy, "--yes", "--no-archive")
+
+
+def test_killed_forced_restore_while_backing_up_first(host, cosi_sites):
+    """SIGKILL a forced restore while it archives what is there: the site is untouched."""
+    site = host.unique("kb")
+    [archive] = backup(host, cosi_sites["sqlite"], "--no-portable")
+    host("restore", archive, "--as", site)
+    try:
+        host("manage", site, "--", "shell", "-c",
+             "from lino.api import rt; rt.models.contacts.Partner.objects.update(name='mine')")
+        before = fingerprint(host, site)
+        assert kill_at(host, "Lino's portable dump", "restore", archive, "--as", site, "--force")
+        host("list")
+        assert leftovers(host) == []
+        assert not (host.root / site / "maintenance.html").exists()
+        assert fingerprint(host, site) == before
+    finally:
+        host("rm", site, "--yes", "--no-archive")

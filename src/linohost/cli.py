@@ -19,7 +19,7 @@ from .apply.context import Context
 from .apply.journal import Journal
 from .apply.lock import host_lock
 from .apply.system import System
-from .errors import LinohostError, UsageError
+from .errors import LinohostError, StepFailed, UsageError
 from .model import names
 from .model.host import Host
 from .backends.db import ENGINES
@@ -270,8 +270,17 @@ def backup(state, names, all_sites, to, portable):
     from .apply import fleet
     ctx = state.context()
     with state.locked(ctx):
-        for s in fleet.select(ctx.host, names, all_sites):
-            sys.stdout.write(f"{backups.backup(ctx, s, to, portable)}\n")
+        chosen = fleet.select(ctx.host, names, all_sites)
+        failed = []
+        for s in chosen:              # one failing site does not keep the others unsaved
+            try:
+                sys.stdout.write(f"{backups.backup(ctx, s, to, portable)}\n")
+                sys.stdout.flush()
+            except LinohostError as e:
+                output.error(f"{s.name}: {e}")
+                failed.append(s.name)
+    if failed:
+        raise StepFailed(f"{len(failed)} of {len(chosen)} backups failed: {', '.join(failed)}")
 
 
 @cli.command()

@@ -2,9 +2,9 @@
 
 import datetime
 import os
+import secrets
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 from .. import __version__
@@ -12,6 +12,7 @@ from ..backends.db import backend
 from ..model import archive
 from ..model.archive import Manifest
 from .files import remove_tree
+from .journal import Journal
 
 
 def backup_dir(host):
@@ -19,10 +20,17 @@ def backup_dir(host):
     return Path(d) if d else host.root / "backups"
 
 
-def _stage_dir(host, parent):
-    """A temporary directory the site user can write to (for dump2py) on *parent*'s disk."""
+def fresh_dir(parent, prefix, journal):
+    """A new private directory under *parent*, recorded in *journal* before it is made
+    (a kill in between leaves a step that finds nothing, never a directory unrecorded)."""
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+    while True:
+        d = parent / f"{prefix}{secrets.token_hex(4)}"
+        if not d.exists():
+            break
+    journal.record("tree", path=str(d))
+    d.mkdir(mode=0o700)
+    return d
 
 
 def backup(ctx, site, to=None, portable=True):
@@ -35,7 +43,13 @@ def backup(ctx, site, to=None, portable=True):
     env = host.env(site.env)
     be = backend(site.db, ctx.cfg)
     now = datetime.datetime.now(datetime.timezone.utc)
-    stage = _stage_dir(host, dest_dir)
+    path = dest_dir / archive.file_name(site.name, now)
+    partial = dest_dir / f".{path.name}.partial"
+    # Killed anywhere, the next command's repair removes what this made (never the
+    # archive once it has its name: it is complete then).
+    journal = Journal(host, "backup", site.name).start()
+    journal.record("file", path=str(partial))
+    stage = fresh_dir(dest_dir, ".staging-", journal)
     try:
         (stage / "database").mkdir()
         native = f"database/{be.dump_name}"
@@ -46,7 +60,7 @@ def backup(ctx, site, to=None, portable=True):
             be.dump(project / "default.db", stage / native)
         if portable:
             ctx.progress(f"{site.name}: Lino's portable dump")
-            work = Path(tempfile.mkdtemp(prefix=f"dump-{site.name}-", dir=host.home_dir))
+            work = fresh_dir(host.home_dir, f"dump-{site.name}-", journal)
             try:
                 if system.site_owner:
                     os.chown(work, *system.site_owner)
@@ -71,8 +85,6 @@ def backup(ctx, site, to=None, portable=True):
             native=native, portable=portable,
             checksums={str(p.relative_to(stage)): archive.sha256(p) for p in members})
         (stage / archive.MANIFEST).write_text(manifest.dumps())
-        path = dest_dir / archive.file_name(site.name, now)
-        partial = dest_dir / f".{path.name}.partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
             tar.add(stage / archive.MANIFEST, archive.MANIFEST)
@@ -82,8 +94,12 @@ def backup(ctx, site, to=None, portable=True):
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)                # complete or absent, never half
+    except BaseException:
+        journal.undo(ctx)
+        raise
     finally:
         remove_tree(stage)
+    journal.commit()
     ctx.progress(f"{site.name}: archive {path} ({path.stat().st_size // 1024} KiB)")
     return path
 

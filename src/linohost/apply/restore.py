@@ -1,21 +1,22 @@
 """Restoring archives: into a new site (`--as`, `clone`) or over a site (`--force`)."""
 
 import dataclasses
+import os
+import re
 import shutil
 import tarfile
-import tempfile
 import zlib
 from contextlib import contextmanager
 from pathlib import PurePosixPath, Path
 
-from ..backends.db import backend
+from ..backends.db import ENGINES, backend
 from ..backends.process import process_backend
 from ..errors import Conflict, UsageError
 from ..model import archive
 from ..model.archive import Manifest
 from ..model.site import Site
 from . import envs, sites
-from .backup import backup, backup_dir
+from .backup import backup, backup_dir, fresh_dir
 from .files import chown_tree, remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
@@ -31,9 +32,9 @@ def opened(host, path):
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no such archive: {path}")
-    parent = backup_dir(host)
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix=".restore-", dir=parent))
+    # The unpacked copy holds the site's data: a kill must not leave it behind.
+    journal = Journal(host, "unpack", f"{os.getpid()}-{id(path)}").start()
+    work = fresh_dir(backup_dir(host), ".restore-", journal)
     try:
         try:
             with tarfile.open(path, "r:gz") as tar:
@@ -56,9 +57,37 @@ def opened(host, path):
         for rel, digest in manifest.checksums.items():
             if archive.sha256(work / rel) != digest:
                 raise Damaged(f"{path} is damaged: checksum mismatch for {rel}")
+        site_of(manifest, path)
         yield manifest, work
     finally:
         remove_tree(work)
+        journal.commit()
+
+
+def site_of(manifest, path=""):
+    """The archived site's record, once the manifest is known to point only inside
+    the archive: checksums say nothing of an archive made to harm (its own checksums)."""
+    fields = {f.name for f in dataclasses.fields(Site)}
+    try:
+        site = Site(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in manifest.site.items() if k in fields})
+    except (TypeError, AttributeError) as e:
+        raise Damaged(f"{path} is not a linohost archive: bad site record ({e})") from None
+    wrong = None
+    if not isinstance(site.name, str) or not _SITE_NAME.match(site.name):
+        wrong = f"site name {site.name!r}"
+    elif manifest.engine not in ENGINES or site.db != manifest.engine:
+        wrong = f"engine {manifest.engine!r}"
+    elif manifest.native and manifest.native not in manifest.checksums:
+        wrong = f"database member {manifest.native!r}"
+    elif manifest.portable and "portable/restore.py" not in manifest.checksums:
+        wrong = "portable dump without restore.py"
+    if wrong:
+        raise Damaged(f"{path} is not a linohost archive: bad manifest: {wrong}")
+    return site
+
+
+_SITE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def _filter():
@@ -81,13 +110,15 @@ def load_into(ctx, site, manifest, data):
     be = backend(site.db, ctx.cfg)
     if site.db == manifest.engine and manifest.native:
         ctx.progress(f"{site.name}: loading the {site.db} database")
-        if be.server:
-            be.load(site.db_name, data / manifest.native)
+        if be.server:       # as the site's own database user: its rights, not the admin's
+            password = (host.secrets_dir / f"db-{site.name}").read_text().strip()
+            be.load(site.db_name, data / manifest.native, password)
         else:
             be.load(project / "default.db", data / manifest.native, system.site_owner)
     elif manifest.portable:
         ctx.progress(f"{site.name}: loading Lino's portable dump into {site.db}")
-        work = Path(tempfile.mkdtemp(prefix=f"load-{site.name}-", dir=host.home_dir))
+        journal = Journal(host, "load", site.name).start()
+        work = fresh_dir(host.home_dir, f"load-{site.name}-", journal)
         try:
             shutil.copytree(data / "portable", work / "d")
             if system.site_owner:
@@ -98,6 +129,7 @@ def load_into(ctx, site, manifest, data):
                        what=f"restore.py ({site.name})")
         finally:
             remove_tree(work)
+            journal.commit()
     else:
         raise UsageError(f"the archive has no portable dump: it restores only on {manifest.engine}")
 
@@ -114,9 +146,7 @@ def restore(ctx, path, as_name=None, force=False, engine=None):
     """Restore the archive *path*; return the site record."""
     host = ctx.host
     with opened(host, path) as (manifest, data):
-        original = Site(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in manifest.site.items()
-                           if k in {f.name for f in dataclasses.fields(Site)}})
+        original = site_of(manifest, path)
         name = as_name or original.name
         if engine and engine != manifest.engine and not manifest.portable:
             raise UsageError(f"the archive holds no portable dump: it restores only on "
