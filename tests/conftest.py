@@ -61,7 +61,7 @@ def host():
     h("env", "create", "default", "cosi", "noi", timeout=1800)
     yield h
     for name in h("list", "--json", check=False).stdout and _names(h):
-        h("rm", name, "--yes", check=False)
+        h("rm", name, "--yes", "--no-archive", check=False)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -17,7 +17,11 @@ def broken_site(host):
     db = host.root / name / "default.db"
     db.write_bytes(b"")
     yield name
-    host("rm", name, "--yes")
+    # It cannot be archived (its data is gone): rm says so and removes nothing ...
+    p = host("rm", name, "--yes", check=False)
+    assert p.returncode == 1 and "--no-archive" in p.stderr.strip().splitlines()[-1]
+    assert (host.root / name).is_dir()
+    host("rm", name, "--yes", "--no-archive")        # ... unless told so
 
 
 def run_logs(host):

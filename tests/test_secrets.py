@@ -77,8 +77,8 @@ def assert_no_key_in_readable_files(host, keys):
             dirnames[:] = [d for d in dirnames if d not in ("secrets", "envs")]
         for n in filenames:
             path = os.path.join(dirpath, n)
-            if os.path.islink(path):
-                continue
+            if os.path.islink(path) or not stat.S_ISREG(os.stat(path).st_mode):
+                continue                  # e.g. the wsgi daemons' sockets of a running serve
             data = open(path, "rb").read()
             assert not any(k in data for k in needles), f"a secret key is in {path}"
 

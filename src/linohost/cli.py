@@ -249,7 +249,11 @@ def rm(state, site, yes, no_archive):
                 raise UsageError("refusing to remove without confirmation: use --yes")
             click.confirm("Remove it?", abort=True, err=True)
         if not no_archive:
-            backups.backup(ctx, s)
+            try:
+                backups.backup(ctx, s)
+            except LinohostError as e:
+                raise StepFailed(f"could not archive {site}, so nothing was removed: {e} "
+                                 f"(`rm --no-archive` removes it without an archive)") from None
         site_ops.rm(ctx, s)
     output.progress(f"site {site} removed")
 
