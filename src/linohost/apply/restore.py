@@ -117,21 +117,31 @@ def load_into(ctx, site, manifest, data):
             be.load(project / "default.db", data / manifest.native, system.site_owner)
     elif manifest.portable:
         ctx.progress(f"{site.name}: loading Lino's portable dump into {site.db}")
-        journal = Journal(host, "load", site.name).start()
-        work = fresh_dir(host.home_dir, f"load-{site.name}-", journal)
-        try:
-            shutil.copytree(data / "portable", work / "d")
-            if system.site_owner:
-                chown_tree(work, system.site_owner)
-            env = host.env(site.env)
-            system.run([env.bin_python, project / "manage.py", "run", work / "d" / "restore.py",
-                        "--noinput"], as_site=True, cwd=project,
-                       what=f"restore.py ({site.name})")
-        finally:
-            remove_tree(work)
-            journal.commit()
+        load_portable(ctx, site, host.env(site.env), data / "portable")
     else:
         raise UsageError(f"the archive has no portable dump: it restores only on {manifest.engine}")
+
+
+def load_portable(ctx, site, env, dump):
+    """Load Lino's portable dump *dump* into *site* with the code of *env*.
+
+    The dump's restore.py recreates the tables and loads the rows; then
+    `checkdata --fix` rebuilds what Lino derives from them and does not dump
+    faithfully (e.g. the memo mentions of Noi's comments)."""
+    host, system = ctx.host, ctx.system
+    project = host.site_dir(site.name)
+    journal = Journal(host, "load", site.name).start()
+    work = fresh_dir(host.home_dir, f"load-{site.name}-", journal)
+    try:
+        shutil.copytree(dump, work / "d")
+        if system.site_owner:
+            chown_tree(work, system.site_owner)
+        for args in (["run", work / "d" / "restore.py", "--noinput"], ["checkdata", "--fix"]):
+            system.run([env.bin_python, project / "manage.py", *args], as_site=True,
+                       cwd=project, what=f"manage.py {args[0]} ({site.name})")
+    finally:
+        remove_tree(work)
+        journal.commit()
 
 
 def _refresh(ctx, site):

@@ -14,17 +14,16 @@ uses it any more.
 
 import dataclasses
 import re
-import shutil
 from dataclasses import dataclass
 
 from ..errors import StepFailed, UsageError
 from ..model import apps, config
 from . import envs
 from .backup import backup
-from .files import atomic_write, chown_tree, remove_tree
+from .files import atomic_write, remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
-from .restore import opened
+from .restore import load_portable, opened
 from .sites import write_settings
 
 
@@ -80,27 +79,21 @@ def upgrade(ctx, env_name, upgrades=(), canary=None):
         [{"kind": "env_if_unused", "name": new_name}])
     ctx.progress(f"building environment {new_name} (the live {env_name} stays as it is)")
     new = envs.create(ctx, new_name, new_package_list(old.packages, upgrades))
-    work = host.home_dir / f"upgrade-{new_name}"     # the site user writes the dumps
-    outer.record("tree", path=str(work))
-    work.mkdir(exist_ok=True)
-    if ctx.system.site_owner:
-        shutil.chown(work, *ctx.system.site_owner)
     report = []
     for s in sites:
-        moved = move_site(ctx, s, old, new, work)
+        moved = move_site(ctx, s, old, new)
         report.append(moved)
         ctx.progress(f"{s.name}: {'moved to ' + new.name if moved.ok else moved.message}")
         if not moved.ok and s.name == canary:
             report += [Moved(o.name, False, old.name, "not moved: the canary failed")
                        for o in sites[1:]]
             break
-    remove_tree(work)
     finish(ctx, old, new)
     outer.commit()
     return new.name, report
 
 
-def move_site(ctx, site, old, new, work):
+def move_site(ctx, site, old, new):
     """Move one site from *old* to *new*; on failure put it back. Returns Moved."""
     host = ctx.host
     project = host.site_dir(site.name)
@@ -115,12 +108,7 @@ def move_site(ctx, site, old, new, work):
             ctx.progress(f"{site.name}: loading its data into {new.name}")
             new = envs.ensure_app(ctx, host.env(new.name), apps.resolve(site.app), project)
             with opened(host, archive_path) as (manifest, data):
-                dump = work / site.name
-                remove_tree(dump)
-                shutil.copytree(data / "portable", dump)
-                if ctx.system.site_owner:
-                    chown_tree(dump, ctx.system.site_owner)
-                _manage(ctx, new, project, ["run", dump / "restore.py", "--noinput"])
+                load_portable(ctx, site, new, data / "portable")
             app = apps.resolve(site.app)
             static = envs.has_static(new, app, site.front_end)
             tasks = ["cache"] if static else ["static", "cache"]
