@@ -50,4 +50,4 @@ def application(environ, start_response):
 
 
 if not MAINTENANCE.exists():
-    _load()          # import Django when the daemon starts, not at the first request
+    _load()          # set Django up as soon as mod_wsgi loads this script
