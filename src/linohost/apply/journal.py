@@ -76,6 +76,8 @@ class Journal:
         operation nested in another is repaired before the outer one)."""
         d = host.run_dir / "journal"
         out = []
+        for tmp in d.glob(".*.tmp") if d.is_dir() else ():   # a journal write cut short
+            tmp.unlink(missing_ok=True)
         for p in sorted(d.glob("*.json")) if d.is_dir() else ():
             try:
                 data = json.loads(p.read_text())

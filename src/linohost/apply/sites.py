@@ -134,7 +134,13 @@ def new(ctx, site, data="demo"):
             tasks.append("static")
         tasks.append("cache")
         ctx.progress(f"initialising {site.name}: {', '.join(tasks)}")
-        envs.run_site_tasks(ctx, env, project, tasks)
+        if tasks[0] in ("demo", "empty"):
+            # Lino's kernel started before the data was there: the cache (actions made
+            # from rows, e.g. excerpt types) must be built by a process that sees it.
+            envs.run_site_tasks(ctx, env, project, tasks[:-1])
+            envs.run_site_tasks(ctx, env, project, tasks[-1:])
+        else:
+            envs.run_site_tasks(ctx, env, project, tasks)
         if "static" in tasks:
             envs.mark_static(env, app, site.front_end)
         if tasks[:1] == ["demo"]:
