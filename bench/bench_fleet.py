@@ -18,16 +18,16 @@ from common import BenchHost, median, table
 
 
 def loop(h, names):
-    """The plain way: manage.py checkdata for one site after the other, as the site user."""
+    """The plain way: manage.py checkdata for one site after the other, as its user."""
     rows = {r["name"]: r for r in json.loads(h("list", "--json")[1].stdout)}
     env = json.loads(h("env", "list", "--json")[1].stdout)[0]["path"]
     t = time.perf_counter()
     for n in names:
-        kw = {"user": "www-data", "group": "www-data", "extra_groups": []} \
+        kw = {"user": f"lino-{n}", "group": f"lino-{n}", "extra_groups": [], "umask": 0o027} \
             if os.geteuid() == 0 else {}
         subprocess.run([f"{env}/bin/python", f"{rows[n]['path']}/manage.py", "checkdata"],
                        cwd=rows[n]["path"], capture_output=True, check=True,
-                       env={**os.environ, "HOME": str(h.root / "home")}, **kw)
+                       env={**os.environ, "HOME": str(h.root / "home" / n)}, **kw)
     return time.perf_counter() - t
 
 

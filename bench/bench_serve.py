@@ -179,13 +179,14 @@ def libpython_launcher(h):
 
 def start_gunicorn(h, site, port, threads, python=None, tag="gunicorn"):
     """gunicorn of the bench environment serving *site*'s own wsgi.py, as the user
-    the site's mod_wsgi daemon runs as (the host's site_user when root); run by
+    the site's mod_wsgi daemon runs as (the site's own user when root); run by
     *python* if given, else by the environment's own."""
     project = h.root / site
     gunicorn = h.root / "envs" / ENV / "bin" / "gunicorn"
     as_owner = []
     if os.geteuid() == 0:
-        as_owner = ["--user", _host_key(h, "site_user"), "--group", _host_key(h, "site_group")]
+        user = _host_key(h, "site_user_prefix") + site
+        as_owner = ["--user", user, "--group", user]
     help_text = subprocess.run([gunicorn, "--help"], capture_output=True, text=True).stdout
     ctl = ["--no-control-socket"] if "--no-control-socket" in help_text else []
     log = h.base / f"{tag}-access.log"

@@ -12,9 +12,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 LINOHOST = [sys.executable, "-m", "linohost"]
 _counter = itertools.count()
@@ -32,6 +36,25 @@ def linohost(root, *args, check=True, env=None, input=None, timeout=900):
     return p
 
 
+@contextmanager
+def host_config(host, **changes):
+    """Change keys of the host's linohost.toml (dotted: "apache.x") for a while."""
+    path = host.root / "linohost.toml"
+    before = path.read_bytes()
+    data = tomllib.loads(before.decode())
+    for dotted, value in changes.items():
+        *tables, leaf = dotted.split(".")
+        node = data
+        for t in tables:
+            node = node.setdefault(t, {})
+        node[leaf] = value
+    path.write_text(tomli_w.dumps(data))
+    try:
+        yield
+    finally:
+        path.write_bytes(before)
+
+
 class HostRoot:
     """A host root under test and a `linohost` runner bound to it."""
 
@@ -43,6 +66,11 @@ class HostRoot:
 
     def unique(self, prefix):
         return f"{prefix}{os.getpid() % 1000}x{next(_counter)}"
+
+    def db_name(self, site):
+        """The database and user name `new` gives *site* here (the host's db_prefix)."""
+        from linohost.model.host import Host
+        return Host.open(self.root).db_prefix + site
 
 
 def make_root(prefix):
@@ -58,11 +86,22 @@ def host():
     root = make_root("linohost-test-")
     h = HostRoot(root / "root")
     h("init", "--port", "18080")
+    _no_background_tasks(h)
     h("env", "create", "default", "cosi", "noi", timeout=1800)
     yield h
     for name in h("list", "--json", check=False).stdout and _names(h):
         h("rm", name, "--yes", "--no-archive", check=False)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _no_background_tasks(h):
+    """The keeper runs no Lino background tasks in the session's sites (tests/test_jobs.py
+    turns them on for a while): tasks change a site's data by themselves, which tests that
+    compare a site's rows before and after (backup, restore, clone) must not see."""
+    path = h.root / "linohost.toml"
+    data = tomllib.loads(path.read_text())
+    data.setdefault("keeper", {})["jobs"] = False
+    path.write_text(tomli_w.dumps(data))
 
 
 def _names(h):
@@ -72,11 +111,12 @@ def _names(h):
 
 @pytest.fixture(scope="session")
 def cosi_sites(host):
-    """Three Cosi demo sites, one on each database engine: {engine: name}."""
+    """Three Cosi demo sites (ExtJS), one on each database engine: {engine: name}."""
     sites = {}
     for engine in ("sqlite", "postgresql", "mysql"):
         name = host.unique(f"cosi_{engine[:2]}")
-        host("new", name, "--app", "cosi", "--db", engine, "--title", f"Cosi on {engine}")
+        host("new", name, "--app", "cosi", "--db", engine, "--title", f"Cosi on {engine}",
+             "--front-end", "extjs")
         sites[engine] = name
     return sites
 
@@ -109,8 +149,9 @@ def resolve_localhost_names():
 class Server:
     """A running `linohost serve`."""
 
-    def __init__(self, host, port, proc):
+    def __init__(self, host, port, proc, backend=None):
         self.host, self.port, self.proc = host, port, proc
+        self.backend = backend
         self.base = f"http://127.0.0.1:{port}"
 
     def url(self, site_or_domain, path=""):
@@ -161,14 +202,73 @@ def domain_sites(host):
     return sites
 
 
-@pytest.fixture(scope="session")
-def server(host, cosi_sites, domain_sites):
-    """`linohost serve` with three prefix sites and two domain sites."""
+#: The process backends; every test that serves runs under each.
+BACKENDS = ("keeper", "mod_wsgi")
+
+
+def use_backend(h, backend):
+    """Switch the session's host to *backend* as an operator editing linohost.toml
+    would (`init --process-backend` would also rewrite every site's settings from
+    the host config, which some tests change for a while)."""
+    path = h.root / "linohost.toml"
+    data = tomllib.loads(path.read_text())
+    if data.get("process_backend", "keeper") != backend:
+        path.write_text(tomli_w.dumps({**data, "process_backend": backend}))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request, host, cosi_sites, domain_sites):
+    """`linohost serve` with three prefix sites and two domain sites, under each
+    process backend in turn (``server.backend``)."""
     resolve_localhost_names()
+    use_backend(host, request.param)
     s = start_serve(host, free_port())
+    s.backend = request.param
     yield s
     if s.proc.poll() is None:
         stop_serve(s)
+
+
+@pytest.fixture
+def kserver(server):
+    """The session's server, only under the keeper (the test skips under mod_wsgi)."""
+    if server.backend != "keeper":
+        pytest.skip("what only the keeper does")
+    return server
+
+
+def status(host):
+    """{site: its row of `linohost status --json`}."""
+    return {r["name"]: r for r in json.loads(host("status", "--json").stdout)}
+
+
+def wait_for(what, condition, timeout=120, every=0.2):
+    """The first true value of *condition()*, asked every *every* s (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def wait_zygotes_ready(host, timeout=600):
+    """Until none of the keeper's zygotes is starting (`status --zygotes`) and one is
+    ready; their rows."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = json.loads(host("status", "--zygotes", "--json").stdout)
+        if any(r["state"] == "ready" for r in rows) and \
+                not any(r["state"] in ("starting", "stopped") for r in rows):
+            return rows
+        assert time.monotonic() < deadline, rows
+        time.sleep(1)
+
+
+def site_pids(h):
+    """{site: pid} of the sites' running processes, from `linohost status`."""
+    return {r["name"]: r["pid"] for r in json.loads(h("status", "--json").stdout) if r["pid"]}
 
 
 def kill_at(h, marker, *args):
@@ -213,3 +313,13 @@ def fingerprint(host, site, ids=True):
     for volatile in ("sessions.Session", "contenttypes.ContentType", "auth.Permission"):
         data.pop(volatile, None)
     return data if ids else {k: v[0] for k, v in data.items()}
+
+
+@pytest.fixture
+def bare():
+    """A host root of its own without environments or sites (init only)."""
+    root = make_root("linohost-bare-")
+    h = HostRoot(root / "root")
+    h("init")
+    yield h
+    shutil.rmtree(root, ignore_errors=True)

@@ -4,8 +4,13 @@ Tests of failing commands take a snapshot before, run the command, and check
 that the snapshot after is the same and that no database or user was made.
 """
 
+import os
+import pwd
+
 import psycopg
 import pymysql
+
+from linohost.model.config import KEY_BY_NAME
 
 
 def snapshot(host):
@@ -52,8 +57,12 @@ def assert_site_absent(host, name):
     assert not (host.root / "registry" / f"{name}.toml").exists(), "registry record left"
     assert not (host.root / "secrets" / f"db-{name}").exists(), "database password left"
     assert journals(host) == [], f"journal left: {journals(host)}"
-    assert server_leftovers(f"lino_{name}") == []
+    assert server_leftovers(host.db_name(name)) == []
     assert name not in host("list").stdout
+    if os.geteuid() == 0:                     # its own Unix user and HOME are gone too
+        user = KEY_BY_NAME["site_user_prefix"].default + name
+        assert user not in {p.pw_name for p in pwd.getpwall()}, f"Unix user {user} left"
+        assert not (host.root / "home" / name).exists(), "HOME of its user left"
 
 
 def assert_one_error_line(p, code=2, *words):

@@ -3,14 +3,13 @@
 import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
-from conftest import free_port, start_serve, stop_serve
+from conftest import free_port, site_pids, start_serve, stop_serve
 
 pytestmark = pytest.mark.slow
 
@@ -54,18 +53,6 @@ def all_sites(host, server, cosi_sites, domain_sites):
     return sites
 
 
-def daemon_pids():
-    """{site: pid} of the running mod_wsgi daemons (display-name (wsgi:SITE))."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    pids = {}
-    for line in out.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        m = re.match(r"\(wsgi:(\w+)\)", args.strip())
-        if m:
-            pids[m.group(1)] = int(pid)
-    return pids
-
-
 def test_each_url_is_answered_by_its_own_site_in_its_own_process(host, all_sites):
     for name, base in all_sites.items():
         s = requests.Session()
@@ -76,7 +63,7 @@ def test_each_url_is_answered_by_its_own_site_in_its_own_process(host, all_sites
         found = companies(s, base, "Marker")
         assert f"Marker {name}" in found
         assert all(f"Marker {other}" not in found for other in all_sites if other != name)
-    pids = daemon_pids()
+    pids = site_pids(host)
     assert set(all_sites) <= set(pids)
     assert len({pids[n] for n in all_sites}) == len(all_sites)
     # site daemons never run as root
@@ -161,18 +148,13 @@ def test_landing_page_lists_every_site(server, all_sites):
 
 
 def test_new_and_rm_take_effect_while_serving(host, server):
-    import time
+    """`new` says "ready" once the running serve routes to the site (no 404 right
+    after it), `rm` returns once it no longer does."""
     name = host.unique("live")
     host("new", name, "--app", "cosi", "--empty")
-    deadline = time.monotonic() + 60
-    while requests.get(server.url(name)).status_code != 200:
-        assert time.monotonic() < deadline, "new site not served"
-        time.sleep(1)
+    assert requests.get(server.url(name), timeout=300).status_code == 200
     host("rm", name, "--yes")
-    deadline = time.monotonic() + 60
-    while requests.get(server.url(name)).status_code != 404:
-        assert time.monotonic() < deadline, "removed site still served"
-        time.sleep(1)
+    assert requests.get(server.url(name)).status_code == 404
     assert server.proc.poll() is None
 
 
@@ -205,6 +187,24 @@ def session_members(sid):
     return out
 
 
+def descendants(pid):
+    """Pids of every process below *pid*."""
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serve_stops_apache_and_every_site_process(host, cosi_sites, server, sig):
     # The session server holds this root's Apache: stop it, serve anew, stop that.
@@ -214,11 +214,16 @@ def test_serve_stops_apache_and_every_site_process(host, cosi_sites, server, sig
         for name in cosi_sites.values():
             assert requests.get(s.url(name)).status_code == 200
         httpd = int((host.root / "apache" / "run" / "httpd.pid").read_text())
-        members = session_members(httpd)
+        members = session_members(httpd) + descendants(s.proc.pid)
+        workers = site_pids(host)
+        assert set(cosi_sites.values()) <= set(workers)
+        assert set(workers.values()) <= set(members)
         assert len(members) >= 1 + len(cosi_sites)
     finally:
         code = stop_serve(s, sig)
     assert code == 0
     assert [p for p in members if Path(f"/proc/{p}").exists()] == []
+    assert list((host.root / "run" / "sockets").glob("*")) == []
+    assert not (host.root / "run" / "keeper.sock").exists()
     # and the session server comes back for the tests after this one
     server.proc = start_serve(host, server.port, timeout=120).proc

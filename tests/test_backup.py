@@ -271,7 +271,7 @@ def test_killed_restore_as_new_leaves_nothing(host, cosi_sites, marker):
     assert copy not in [r["name"] for r in json.loads(p.stdout)]
     assert not (host.root / copy).exists()
     assert not (host.root / "secrets" / f"db-{copy}").exists()
-    assert_no_database(f"lino_{copy}")
+    assert_no_database(host.db_name(copy))
     assert leftovers(host) == []
     host("restore", archive, "--as", copy)                       # the name is free again
     host("rm", copy, "--yes", "--no-archive")

@@ -1,28 +1,33 @@
-"""What a person sees: headless Chromium signs in to a site behind the embedded Apache.
+"""What a person sees: headless Chromium signs in to sites behind the embedded Apache.
 
-Prefix mode with the ExtJS front end (the one that works under a URL prefix) and
-domain mode with React, each reached the way a browser reaches it
-(http://127.0.0.1:PORT/SITE/ and http://SITE.localhost:PORT/, which Chromium
-resolves itself). Every request the page makes is taken from Chromium's
-performance log: none may fail, and under a prefix none may leave it.
-Screenshots are kept under $LINOHOST_ARTEFACTS (default tests/artefacts/).
+Under URL prefixes of one vhost (http://127.0.0.1:PORT/SITE/), one browser visits
+two React sites (the default front end) and one ExtJS site in turn: sign in, a
+table, a row's detail, sign out. Every request of each site's part, in the web
+server's access log (which, unlike the browser's log, also sees what service
+workers fetch), must stay inside the site's prefix and succeed. And React in
+domain mode (http://SITE.localhost:PORT/, which Chromium resolves itself).
+Chromium's performance log must show no failed request either, none outside the
+site. Screenshots are kept under $LINOHOST_ARTEFACTS (default tests/artefacts/).
 """
 
 import json
 import os
+import re
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import requests
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
-
-from leftovers import assert_one_error_line, assert_site_absent, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +38,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--window-size=1280,900"]
 #: Seconds for any one page load or wait (a site's first request may import Lino).
 WAIT = 60
-#: ExtJS's index.html registers a service worker at a hard-coded root path
-#: (`navigator.serviceWorker.register('/service-worker.js')`), outside every prefix;
-#: Apache answers 404 and the page works without it (cosmetic, see
-#: ../shared/research/prefix-frontends.md). The only request allowed to fail or leave.
-SERVICE_WORKER = "/service-worker.js"
 
 
 def artefacts():
@@ -71,7 +71,9 @@ class Browser:
     def until(self, condition, what):
         """Wait (bounded) for *condition*; on timeout keep a screenshot and say what failed."""
         try:
-            return WebDriverWait(self.driver, WAIT).until(condition)
+            # A front end re-renders its grid at will: look again at a stale element.
+            return WebDriverWait(self.driver, WAIT, ignored_exceptions=(
+                StaleElementReferenceException,)).until(condition)
         except TimeoutException:
             shot = self.shot("failed")
             self.collect()
@@ -79,6 +81,17 @@ class Browser:
                    if (r["status"] or 0) >= 400 or r["error"]]
             raise AssertionError(f"{self.label}: no {what} within {WAIT} s "
                                  f"(screenshot {shot}; failed requests: {bad})") from None
+
+    def click(self, locator, what):
+        """Click *locator* once it is clickable and nothing lies over it: a person
+        waits until a notification (React's toast) has faded and clicks then."""
+        def clicked(driver):
+            element = EC.element_to_be_clickable(locator)(driver)
+            try:
+                return element and (element.click() or True)
+            except ElementClickInterceptedException:
+                return False
+        self.until(clicked, what)
 
     def body_text(self):
         return self.driver.find_element(By.TAG_NAME, "body").text
@@ -133,9 +146,6 @@ def check_requests(b, allowed):
     print(f"{b.label}: {len(reqs)} requests")
     failed, outside = [], []
     for r in reqs:
-        if urlparse(r["url"]).path == SERVICE_WORKER:
-            print(f"{b.label}: allowed: {r['status'] or r['error']} {r['url']}")
-            continue
         if not allowed(r["url"]):
             outside.append(r["url"])
         if r["status"] is None and not r["error"] and (r.get("canceled") or any(
@@ -165,33 +175,193 @@ def grid_rows(css):
     return lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, css) if r.text.strip()]
 
 
-def test_extjs_site_under_its_prefix(server, cosi_sites, browser):
-    site = cosi_sites["sqlite"]
-    base = server.url(site)                                # http://127.0.0.1:PORT/SITE/
-    b = browser(f"prefix-extjs-{site}")
+def row_with(css, text):
+    """Once the grid shows at least five rows: the one that shows *text*."""
+    def find(d):
+        rows = grid_rows(css)(d)
+        return len(rows) >= 5 and next((r for r in rows if text in r.text), None)
+    return find
+
+
+# -- React and ExtJS under the URL prefixes of one vhost ---------------------
+
+#: The table the browser opens (URL path, menu, menu item) and the row whose detail.
+TABLE = ("contacts/Persons", "Contacts", "Persons", "Mr Hans Altenberg")
+#: One line of the access log, LogFormat `linohost` of
+#: src/linohost/render/templates/apache/httpd.conf.j2: %h %t "%r" %>s %b %D "%{Host}i".
+LOG_LINE = re.compile(r'\S+ \[[^\]]*\] "(?P<request>[^"]*)" (?P<status>\d{3}) ')
+
+
+class AccessLog:
+    """The requests the web server answered since a mark, from ROOT/logs/apache-access.log."""
+
+    def __init__(self, host):
+        self.path = host.root / "logs" / "apache-access.log"
+        self.offset = 0
+
+    def mark(self):
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def since_mark(self, quiet=2.0):
+        """[(method, path, status)] logged since the mark, once the log has been
+        still for *quiet* seconds (Apache logs a request when it has answered)."""
+        size, still_since = -1, time.monotonic()
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size
+            if now != size:
+                size, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= quiet:
+                break
+            time.sleep(0.2)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode("utf-8", "replace")
+        out = []
+        for line in text.splitlines():
+            m = LOG_LINE.match(line)
+            assert m, f"access log line not in the `linohost` format: {line!r}"
+            method, _, rest = m["request"].partition(" ")
+            out.append((method, rest.rsplit(" ", 1)[0], int(m["status"])))
+        return out
+
+
+def check_access_log(log, label, prefix):
+    """Every request the server logged for this part is inside *prefix* and succeeded."""
+    logged = log.since_mark()
+    assert logged, f"{label}: the access log shows no request"
+    print(f"{label}: {len(logged)} requests in the access log")
+    outside = [f"{m} {p}" for m, p, s in logged if not p.startswith(prefix)]
+    failed = [f"{s} {m} {p}" for m, p, s in logged if s >= 400]
+    assert outside == [], f"{label}: requests outside {prefix}: {outside}"
+    assert failed == [], f"{label}: failed requests: {failed}"
+    return logged
+
+
+def session_cookie_path(b):
+    return {c["name"]: c["path"] for c in b.driver.get_cookies()}.get("sessionid")
+
+
+def wait_until_served(url):
+    deadline = time.monotonic() + WAIT
+    while requests.get(url, timeout=WAIT).status_code != 200:
+        assert time.monotonic() < deadline, f"{url} does not answer"
+        time.sleep(1)
+
+
+def react_sign_in(b):
+    b.click((By.XPATH, "//button[normalize-space()='Sign in']"), "Sign in button")
+    dialog = b.until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".p-dialog")),
+                     "sign-in dialog")
+    dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys("robin")
+    dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("1234")
+    dialog.find_element(By.XPATH, ".//button[normalize-space()='OK']").click()
+    b.until(signed_in(b), "greeting of the signed-in user")
+
+
+def react_session(b, base):
+    """Sign in, a table, a row's detail, sign out: as a person does it in React."""
+    table, menu, item, text = TABLE
     b.get(base)
+    react_sign_in(b)
+    b.shot("main")
+    assert session_cookie_path(b) == urlparse(base).path[:-1]
+    b.get(base + f"#/api/{table}")
+    row = b.until(row_with(".p-datatable tbody tr", text), f"rows of {table} with {text}")
+    b.shot("table")
+    row.find_element(By.CSS_SELECTOR, "[title^='Open detail']").click()      # its "↗"
+    b.until(lambda d: re.search(rf"#/api/{table}/\d+", d.current_url), "detail of a row")
+    b.until(lambda d: f"{item} » {text}" in b.body_text(), f"detail of {text}")
+    b.shot("detail")
+    b.click((By.XPATH, "//button[normalize-space()='👤']"), "user menu")
+    b.click((By.XPATH, "//button[normalize-space()='Sign out']"), "Sign out")
     b.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Sign in']")),
-            "Sign in button").click()
+            "Sign in button after signing out")
+    b.shot("signed-out")
+
+
+def extjs_sign_in(b):
+    b.click((By.XPATH, "//button[normalize-space()='Sign in']"), "Sign in button")
     b.until(EC.visibility_of_element_located((By.NAME, "username")),
             "sign-in dialog").send_keys("robin")
     b.driver.find_element(By.NAME, "password").send_keys("1234", Keys.ENTER)
     b.until(signed_in(b), "greeting of the signed-in user")
-    b.shot("main")
-    cookies = {c["name"]: c for c in b.driver.get_cookies()}
-    assert cookies["sessionid"]["path"] == f"/{site}"
 
-    b.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Contacts']")),
-            "Contacts menu").click()
-    b.until(EC.element_to_be_clickable(
-        (By.XPATH, "//*[contains(@class,'x-menu-item-text') and normalize-space()='Persons']")),
-        "Persons menu item").click()
-    rows = b.until(lambda d: len(grid_rows(".x-grid3-row")(d)) >= 5 and grid_rows(".x-grid3-row")(d),
-                   "rows of the Persons table")
-    assert any("Altenberg" in r.text for r in rows), [r.text for r in rows[:5]]
-    b.shot("persons")
+
+def extjs_session(b, base):
+    """Sign in, a table, a row's detail, sign out: as a person does it in ExtJS."""
+    table, menu, item, text = TABLE
+    b.get(base)
+    extjs_sign_in(b)
+    b.shot("main")
+    assert session_cookie_path(b) == urlparse(base).path[:-1]
+    b.click((By.XPATH, f"//button[normalize-space()='{menu}']"), f"{menu} menu")
+    b.click((By.XPATH, f"//*[contains(@class,'x-menu-item-text') and normalize-space()='{item}']"),
+            f"{item} menu item")
+    row = b.until(row_with(".x-grid3-row", text), f"rows of {table} with {text}")
+    b.shot("table")
+    ActionChains(b.driver).double_click(row).perform()
+    b.until(EC.visibility_of_element_located(
+        (By.XPATH, f"//*[contains(@class,'-header-text') and .='{item} » {text}']")),
+        f"detail of {text}")
+    b.shot("detail")
     # The alert ExtJS shows when the JS cache and the site disagree (see siteinit.py).
     assert "Version mismatch" not in b.body_text()
-    check_requests(b, lambda url: url.startswith(base))
+    b.click((By.XPATH, "//button[normalize-space()='Robin Rood']"), "user menu")
+    b.click((By.XPATH, "//*[contains(@class,'x-menu-item-text') and normalize-space()='Sign out']"),
+            "Sign out")
+    b.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Sign in']")),
+            "Sign in button after signing out")
+    b.shot("signed-out")
+
+
+def active_service_worker(b):
+    """The script URL of the page's service worker, once it is active (it fetches
+    its files when it installs: those requests belong to this site's part)."""
+    return b.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        if (!navigator.serviceWorker) { done(null); return; }
+        navigator.serviceWorker.getRegistration().then(reg => {
+            if (!reg) { done(null); return; }
+            navigator.serviceWorker.ready.then(r => done(r.active && r.active.scriptURL));
+        });""")
+
+
+@pytest.fixture(scope="module")
+def prefix_sites(host, cosi_sites):
+    """Three Cosi sites under URL prefixes of one vhost: {name: front end}. Two are
+    new with the default front end (React); the ExtJS one is cosi_sites' SQLite site."""
+    sites = {}
+    for db in ("sqlite", "postgresql"):
+        name = host.unique(f"react_{db[:2]}")
+        host("new", name, "--app", "cosi", "--db", db, "--title", f"React on {db}")
+        sites[name] = json.loads(host("show", name, "--json").stdout)["front_end"]
+    assert set(sites.values()) == {"react"}, f"not React by default under a prefix: {sites}"
+    sites[cosi_sites["sqlite"]] = "extjs"
+    yield sites
+    for name in list(sites)[:2]:
+        host("rm", name, "--yes", "--no-archive")
+
+
+def test_react_and_extjs_sites_under_prefixes_of_one_vhost(host, server, prefix_sites,
+                                                           browser):
+    log = AccessLog(host)
+    b = browser("prefix")
+    for site, front_end in prefix_sites.items():
+        base = server.url(site)                                # http://127.0.0.1:PORT/SITE/
+        prefix = urlparse(base).path                           # /SITE/
+        wait_until_served(base)      # sites made after `serve` started come after a reload
+        b.label = f"prefix-{front_end}-{site}"
+        b.requests.clear()
+        log.mark()
+        session = react_session if front_end == "react" else extjs_session
+        session(b, base)
+        # Both front ends register one; ExtJS's own line asks for /service-worker.js.
+        worker = active_service_worker(b)
+        assert worker and urlparse(worker).path == prefix + "service-worker.js", worker
+        check_requests(b, lambda url: url.startswith(base))
+        logged = check_access_log(log, b.label, prefix)
+        assert any(p.startswith(prefix + "api/") for m, p, s in logged)
 
 
 def test_react_site_on_its_own_host_name(server, domain_sites, browser):
@@ -200,14 +370,7 @@ def test_react_site_on_its_own_host_name(server, domain_sites, browser):
     netloc = urlparse(base).netloc
     b = browser(f"domain-react-{site}")
     b.get(base)
-    b.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Sign in']")),
-            "Sign in button").click()
-    dialog = b.until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".p-dialog")),
-                     "sign-in dialog")
-    dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys("robin")
-    dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("1234")
-    dialog.find_element(By.XPATH, ".//button[normalize-space()='OK']").click()
-    b.until(signed_in(b), "greeting of the signed-in user")
+    react_sign_in(b)
     b.shot("main")
     assert {c["name"] for c in b.driver.get_cookies()} >= {"sessionid"}
 
@@ -217,16 +380,3 @@ def test_react_site_on_its_own_host_name(server, domain_sites, browser):
     assert any("Altenberg" in r.text for r in rows), [r.text for r in rows[:5]]
     b.shot("persons")
     check_requests(b, lambda url: urlparse(url).netloc == netloc)
-
-
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
-def test_react_under_a_prefix_is_refused_and_leaves_nothing(host, db):
-    name = host.unique("reactpfx")
-    before = snapshot(host)
-    demo = sorted(p.name for p in (host.root / "envs" / "default" / "demo").glob("*"))
-    p = host("new", name, "--app", "cosi", "--db", db, "--front-end", "react", check=False)
-    line = assert_one_error_line(p, 2, "react", "domain mode")
-    print(line)
-    assert snapshot(host) == before
-    assert sorted(p.name for p in (host.root / "envs" / "default" / "demo").glob("*")) == demo
-    assert_site_absent(host, name)

@@ -2,36 +2,16 @@
 
 import os
 import subprocess
-import tomllib
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import tomli_w
+
+from conftest import host_config
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/apache2ctl").exists(),
                                 reason="Debian's apache2 is not installed")
 
 CONFDIR = Path("/etc/apache2")
-
-
-@contextmanager
-def host_config(host, **changes):
-    """Change keys of the host's linohost.toml (dotted: "apache.x") for a while."""
-    path = host.root / "linohost.toml"
-    before = path.read_bytes()
-    data = tomllib.loads(before.decode())
-    for dotted, value in changes.items():
-        *tables, leaf = dotted.split(".")
-        node = data
-        for t in tables:
-            node = node.setdefault(t, {})
-        node[leaf] = value
-    path.write_text(tomli_w.dumps(data))
-    try:
-        yield
-    finally:
-        path.write_bytes(before)
 
 
 @pytest.fixture
@@ -48,22 +28,37 @@ def target(host):
         (CONFDIR / "mods-enabled" / m).unlink()
 
 
-def test_check_passes_for_the_rendered_config(host, cosi_sites):
-    p = host("config", "apache", "--check")
-    assert "configtest passed" in p.stderr
-    text = host("config", "apache").stdout
+@pytest.mark.parametrize("backend", ["keeper", "mod_wsgi"])
+def test_check_passes_for_the_rendered_config(host, cosi_sites, backend):
+    with host_config(host, process_backend=backend):
+        p = host("config", "apache", "--check")
+        assert "configtest passed" in p.stderr
+        text = host("config", "apache").stdout
     for name in cosi_sites.values():
-        assert f"WSGIDaemonProcess {name} " in text
-        assert f'python-home="{host.root}/envs/default"' in text
-    assert "WSGIRestrictEmbedded On" in text
+        if backend == "mod_wsgi":
+            assert f"WSGIDaemonProcess {name} " in text
+            assert f'python-home="{host.root}/envs/default"' in text
+        else:
+            assert (f'ProxyPass "/{name}/" "unix:{host.root}/run/sockets/{name}.sock|'
+                    f'http://localhost/{name}/"') in text
+            assert f'ProxyPass "/{name}/media/" "!"' in text
+    assert ("WSGIRestrictEmbedded On" in text) == (backend == "mod_wsgi")
+    assert ("WSGIDaemonProcess" in text) == (backend == "mod_wsgi")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="writes to /etc/apache2")
-def test_write_installs_enables_and_refuses_a_broken_config(host, cosi_sites, target):
+@pytest.mark.parametrize("backend", ["keeper", "mod_wsgi"])
+def test_write_installs_enables_and_refuses_a_broken_config(host, cosi_sites, target, backend):
+    with host_config(host, process_backend=backend):
+        _write_installs_enables_and_refuses_a_broken_config(host, target, backend)
+
+
+def _write_installs_enables_and_refuses_a_broken_config(host, target, backend):
     host("config", "apache", "--write")
     good = target.read_bytes()
     assert (CONFDIR / "sites-enabled" / target.name).resolve() == target
-    assert (CONFDIR / "mods-enabled" / "wsgi.load").exists()
+    for module in ("wsgi",) if backend == "mod_wsgi" else ("proxy", "proxy_http", "headers"):
+        assert (CONFDIR / "mods-enabled" / f"{module}.load").exists()
     assert subprocess.run(["apache2ctl", "-t"], capture_output=True).returncode == 0
     assert host("config", "apache", "--diff").stdout == ""   # nothing would change
 

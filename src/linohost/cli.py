@@ -15,11 +15,12 @@ from . import output
 from .apply import envs as env_ops
 from .apply import hostinit
 from .apply import sites as site_ops
+from .apply import warm
 from .apply.context import Context
 from .apply.journal import Journal
 from .apply.lock import host_lock
 from .apply.system import System
-from .errors import LinohostError, StepFailed, UsageError
+from .errors import Cancelled, Interrupted, LinohostError, StepFailed, UsageError
 from .model import names
 from .model.host import Host
 from .backends.db import ENGINES
@@ -51,28 +52,76 @@ class State:
         return Context(host, System(host.cfg, host.home_dir), output.progress)
 
     def locked(self, ctx):
-        """The host lock, after repairing what an interrupted command left."""
-        lock = host_lock(ctx.host, on_wait=lambda: output.progress(
-            "another linohost command is changing this host: waiting"))
-
+        """The host lock, after repairing what an interrupted command left (a
+        context manager that can be entered again after it was left)."""
         class _Repairing:
             def __enter__(s):
-                lock.__enter__()
+                s.lock = host_lock(ctx.host, on_wait=lambda: output.progress(
+                    "another linohost command is changing this host: waiting"))
+                s.lock.__enter__()
                 State._repair(ctx)
                 return s
 
             def __exit__(s, *exc):
-                return lock.__exit__(*exc)
+                try:
+                    return s.lock.__exit__(*exc)
+                finally:
+                    _tell_servers(ctx.host)
         return _Repairing()
 
 
+def _tell_servers(host):
+    """A running keeper learns at once what a command changed (it also looks by
+    itself every second): new sites get sockets, changed ones new workers. A running
+    `linohost serve` is waited for until its Apache routes to them."""
+    from .apply.serve import wait_applied
+    from .keeper import control
+    if host.cfg["process_backend"] == "keeper":
+        control.notify(host)
+    if not wait_applied(host):
+        output.progress("the running `linohost serve` has not applied this change yet "
+                        "(see its output)")
+
+
 pass_state = click.make_pass_decorator(State)
+PORT = click.IntRange(1, 65535)
+
+ROOT_HELP = ("Host root (default: $LINOHOST_ROOT, /usr/local/lino_sites as root, "
+             "~/lino_sites otherwise).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _root_after_command(ctx, param, value):
+    if value is not None:
+        ctx.find_object(State).root = value
+
+
+class Command(click.Command):
+    """Every command also takes ``--root DIR`` after its name (`linohost init --root DIR`)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.params.append(click.Option(["--root"], type=click.Path(file_okay=False),
+                                        expose_value=False, callback=_root_after_command,
+                                        help=ROOT_HELP))
+
+
+class Group(click.Group):
+    """Commands of this group (and of its sub-groups) are :class:`Command`; a Ctrl-C
+    in any of them becomes :class:`Interrupted` (one line, exit 130)."""
+
+    command_class = Command
+    group_class = type
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False), envvar="LINOHOST_ROOT",
-              help="Host root (default: $LINOHOST_ROOT, /usr/local/lino_sites as root, "
-                   "~/lino_sites otherwise).")
+              help=ROOT_HELP)
 @click.option("--traceback", is_flag=True, envvar="LINOHOST_TRACEBACK",
               help="Show the Python traceback of errors.")
 @click.version_option(package_name="linohost")
@@ -91,17 +140,29 @@ def cli(ctx, root, traceback):
 @click.option("--secret", "secret_policy", type=click.Choice(["derived", "shared", "env"]),
               help="SECRET_KEY policy (default derived: one key per site from a master secret).")
 @click.option("--python", help="Base Python for environments (readable by the site user).")
-@click.option("--port", "apache__port", type=int, help="Port of `linohost serve`.")
+@click.option("--port", "apache__port", type=PORT, help="Port of `linohost serve`.")
+@click.option("--process-backend", "process_backend", type=click.Choice(["keeper", "mod_wsgi"]),
+              help="What runs the sites: the keeper (workers on demand) or mod_wsgi daemons.")
+@click.option("--tls", "tls__mode", type=click.Choice(["off", "files", "acme"]),
+              help="HTTPS: off, certificate files, or ACME (mod_md of the system Apache).")
+@click.option("--cert-file", "tls__cert_file", type=click.Path(dir_okay=False, resolve_path=True),
+              help="Certificate chain (PEM) of the server name (tls.mode files).")
+@click.option("--key-file", "tls__key_file", type=click.Path(dir_okay=False, resolve_path=True),
+              help="Private key (PEM) of --cert-file.")
+@click.option("--smtp-password-file", type=click.File("r"),
+              help="File (- for stdin) holding the SMTP password: copied to secrets/.")
 @click.pass_obj
-def init(state, **changes):
+def init(state, smtp_password_file, **changes):
     """Create a host root, or change its configuration."""
     root = Host.resolve_root(state.root).absolute()
+    smtp_password = smtp_password_file.read().strip() if smtp_password_file else None
     if (root / "linohost.toml").exists():          # changing a live host: one at a time
         with host_lock(Host(root), on_wait=lambda: output.progress(
                 "another linohost command is changing this host: waiting")):
-            host = hostinit.init(root, changes, output.progress)
+            host = hostinit.init(root, changes, output.progress, smtp_password)
     else:
-        host = hostinit.init(root, changes, output.progress)
+        host = hostinit.init(root, changes, output.progress, smtp_password)
+    _tell_servers(host)
     if host.cfg["secret_policy"] == "env" and not os.environ.get("DJANGO_SECRET_KEY"):
         output.progress("warning: the secret policy is env but DJANGO_SECRET_KEY is not set "
                         "here: set it wherever sites run (and for linohost commands)")
@@ -159,7 +220,7 @@ def env_list(state, as_json):
 @click.option("--languages", default="en", show_default=True, help="e.g. en,de")
 @click.option("--domain", default="", help="Own host name: the site gets its own vhost.")
 @click.option("--front-end", type=click.Choice(["react", "extjs"]),
-              help="Default: extjs under a URL prefix, react on its own host name.")
+              help="Default: react.")
 @pass_state
 def new(state, site, app, env_name, db, demo, title, languages, domain, front_end):
     """Create SITE running APP."""
@@ -169,7 +230,13 @@ def new(state, site, app, env_name, db, demo, title, languages, domain, front_en
         record = site_ops.plan_new(ctx, site, app, env_name or ctx.cfg["default_env"], db,
                                    title, langs, domain, front_end)
         site_ops.new(ctx, record, "demo" if demo else "empty")
-    output.progress(f"site {site} ready: {ctx.host.site_url(record)}")
+    output.progress(f"site {site} ready: {urls(ctx.host, record)}")
+
+
+def urls(host, site):
+    """The public URL of *site*, and the one on this machine when that differs."""
+    public, local = host.site_url(site), host.local_url(site)
+    return public if public == local else f"{public} (on this machine: {local})"
 
 
 def site_row(host, s):
@@ -221,7 +288,13 @@ def manage(state, site, args):
     project = ctx.host.site_dir(site)
     if args[:1] == ("--",):
         args = args[1:]
-    code = ctx.system.exec_site([e.bin_python, project / "manage.py", *args], cwd=project)
+    code = warm.run_terminal(ctx, s, args)              # forked from its zygote, or
+    if code is None:                                    # a plain start
+        code = ctx.system.exec_site([e.bin_python, project / "manage.py", *args], site,
+                                    cwd=project)
+    if ctx.cfg["process_backend"] == "keeper":
+        from .keeper import control
+        control.jobs_changed(ctx.host, s.name)
     sys.exit(code)
 
 
@@ -236,7 +309,7 @@ def rm(state, site, yes, no_archive):
     ctx = state.context()
     with state.locked(ctx):
         s = ctx.host.site(site)
-        plan = site_ops.destruction_plan(ctx.host, s)
+        plan = site_ops.destruction_plan(ctx, s)
         if not no_archive:
             output.err.print(f"Site {site} is archived into {backups.backup_dir(ctx.host)}, "
                              f"then this is destroyed:", markup=False)
@@ -247,7 +320,12 @@ def rm(state, site, yes, no_archive):
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError("refusing to remove without confirmation: use --yes")
-            click.confirm("Remove it?", abort=True, err=True)
+            try:
+                confirmed = click.confirm("Remove it?", err=True)
+            except click.exceptions.Abort:          # Ctrl-D or Ctrl-C at the prompt
+                confirmed = False
+            if not confirmed:
+                raise Cancelled(f"not confirmed: nothing of {site} was removed")
         if not no_archive:
             try:
                 backups.backup(ctx, s)
@@ -300,7 +378,7 @@ def restore(state, archive, as_name, force, db):
     ctx = state.context()
     with state.locked(ctx):
         site = restoring.restore(ctx, archive, as_name, force, db)
-    output.progress(f"site {site.name} restored: {ctx.host.site_url(site)}")
+    output.progress(f"site {site.name} restored: {urls(ctx.host, site)}")
 
 
 @cli.command()
@@ -314,7 +392,7 @@ def clone(state, src, dst, db):
     ctx = state.context()
     with state.locked(ctx):
         site = restoring.clone(ctx, src, dst, db)
-    output.progress(f"site {site.name} cloned from {src}: {ctx.host.site_url(site)}")
+    output.progress(f"site {site.name} cloned from {src}: {urls(ctx.host, site)}")
 
 
 @cli.command()
@@ -331,7 +409,7 @@ def prune(state, dry_run):
     output.progress(f"{len(doomed)} archives {'to delete' if dry_run else 'deleted'}")
 
 
-class PassThrough(click.Command):
+class PassThrough(Command):
     """A command whose arguments after ``--`` reach it untouched as ``ctx.meta["args"]``."""
 
     def parse_args(self, ctx, args):
@@ -398,13 +476,16 @@ def upgrade(state, env_name, canary, as_json, packages):
 @cli.command()
 @click.option("--host", "bind", default="127.0.0.1", show_default=True,
               help="Address to listen on.")
-@click.option("--port", type=int, help="Port (default: apache.port of the host config).")
+@click.option("--port", type=PORT, help="Port (default: apache.port of the host config).")
+@click.option("--wait-sites", is_flag=True,
+              help="Start every site and name the URL only once each site's page answers.")
 @pass_state
-def serve(state, bind, port):
+def serve(state, bind, port, wait_sites):
     """Serve all sites with Apache and mod_wsgi, in the foreground (Ctrl-C stops)."""
     from .apply import serve as serving
     ctx = state.context()
-    serving.serve(ctx, state.locked(ctx), bind, port or ctx.cfg["apache.port"])
+    serving.serve(ctx, state.locked(ctx), bind, port or ctx.cfg["apache.port"],
+                  wait_sites=wait_sites)
 
 
 @cli.group("config")
@@ -427,18 +508,99 @@ def config_keys():
 def config_apache(state, diff, check, write):
     """The system Apache's config for all sites (printed unless --diff/--check/--write)."""
     from .apply import system_apache
+    _config(state, system_apache, diff, check, write, "configtest passed",
+            lambda ctx: system_apache.render(ctx)[0])
+
+
+@config_.command("systemd")
+@click.option("--diff", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--check", is_flag=True,
+              help="Check the units (systemd-analyze verify) and the logrotate snippet.")
+@click.option("--write", is_flag=True,
+              help="Check, install atomically, enable and reload systemd (when it runs).")
+@pass_state
+def config_systemd(state, diff, check, write):
+    """Boot-time units and log rotation (printed unless --diff/--check/--write)."""
+    from .apply import system_units
+    _config(state, system_units, diff, check, write,
+            "systemd-analyze verify and logrotate -d passed", system_units.show)
+
+
+def _config(state, module, diff, check, write, passed, show):
+    """What `config apache` and `config systemd` share: print the files (*show*), or
+    --diff against what is installed, --check them, or --write them under the host lock."""
     ctx = state.context()
     if write:
         with state.locked(ctx):
-            system_apache.write(ctx)
+            module.write(ctx)
     elif diff or check:
         if diff:
-            sys.stdout.write(system_apache.diff(ctx))
+            sys.stdout.write(module.diff(ctx))
         if check:
-            system_apache.check(ctx)
-            output.progress("configtest passed")
+            module.check(ctx)
+            output.progress(passed)
     else:
-        sys.stdout.write(system_apache.render(ctx)[0])
+        sys.stdout.write(show(ctx))
+
+
+# -- processes -------------------------------------------------------------------
+
+@cli.command()
+@pass_state
+def keeper(state):
+    """Hold every site's socket and start its worker on demand (foreground; Ctrl-C
+    stops). `linohost serve` runs one itself under the keeper backend."""
+    import logging
+    from .keeper.daemon import Keeper
+    ctx = state.context()
+    cfg = ctx.cfg
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s keeper: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    with state.locked(ctx):
+        for e in ctx.host.envs():
+            env_ops.ensure_worker_server(ctx, e)
+    sys.exit(Keeper(ctx.host, ctx.system, web_group=cfg["site_group"]).run())
+
+
+@cli.command()
+@click.argument("site", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--zygotes", is_flag=True,
+              help="The keeper's zygotes (one per site group, and per shared data variant) "
+                   "instead of the sites.")
+@pass_state
+def status(state, site, as_json, zygotes):
+    """State of each site's process: sleeping, starting, running, stopping, failed."""
+    from .backends.process import process_backend
+    host = state.host()
+    backend = process_backend(host)
+    if zygotes:
+        rows = backend.zygotes() if hasattr(backend, "zygotes") else []
+        if as_json:
+            output.print_json(rows)
+        else:
+            output.table(["zygote", "state", "pid", "PSS MiB", "ready in s", "sites", "env",
+                          "app", "languages", "front end", "urls", "db", "data"],
+                         [(r["name"], r["state"] + (f" ({r['reason']})" if r["reason"] else ""),
+                           r["pid"] or "", "" if r["pss_kib"] is None else
+                           f"{r['pss_kib'] / 1024:.0f}", r["ready_s"] or "", r["sites"],
+                           r["env"], r["app"], r["languages"], r["front_end"], r["urls"], r["db"],
+                           f"variant {r['variant']}" if r["variant"] else "demo") for r in rows])
+        return
+    names = [host.site(site).name] if site else host.site_names()
+    rows = backend.status(names)
+    if as_json:
+        output.print_json(rows)
+        return
+    blank = lambda v: "" if v is None else v  # noqa: E731
+    mib = lambda kib: "" if kib is None else f"{kib / 1024:.0f}"  # noqa: E731
+    started = lambda r: (f"plain: {r['plain_reason']}" if r.get("plain_reason")  # noqa: E731
+                         else blank(r.get("start")))
+    output.table(["site", "state", "pid", "PSS MiB", "uptime s", "requests", "last request",
+                  "cold starts", "started", "last failure"],
+                 [(r["name"], r["state"], blank(r["pid"]), mib(r["pss_kib"]),
+                   blank(r["uptime_s"]), blank(r["requests"]), blank(r["last_request"]),
+                   blank(r["cold_starts"]), started(r), blank(r["last_failure"])) for r in rows])
 
 
 def main(argv=None):
@@ -446,12 +608,18 @@ def main(argv=None):
     try:
         rv = cli.main(args=argv, prog_name="linohost", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
+    except Interrupted as e:                 # the user's choice, not an error
+        sys.stderr.write(f"linohost: {e}\n")
+        sys.exit(e.exit_code)
     except LinohostError as e:
         if show_tb or "--traceback" in (argv or sys.argv):
             traceback.print_exc()
         output.error(str(e))
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):    # Ctrl-C while click parsed
+            sys.stderr.write("linohost: interrupted\n")
+            sys.exit(130)
         output.error("aborted")
         sys.exit(1)
     except click.ClickException as e:

@@ -39,3 +39,16 @@ class StepFailed(LinohostError):
     def __init__(self, message, output=""):
         super().__init__(message)
         self.output = output
+
+
+class Cancelled(LinohostError):
+    """The user declined a confirmation: nothing was done (exit 1: not bad input,
+    but the command did not do what it was asked to)."""
+
+    exit_code = 1
+
+
+class Interrupted(LinohostError):
+    """Ctrl-C (SIGINT): what was begun has been undone; exit 130 as shells do."""
+
+    exit_code = 130

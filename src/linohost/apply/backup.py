@@ -12,6 +12,7 @@ from ..backends.db import backend
 from ..model import archive
 from ..model.archive import Manifest
 from .files import remove_tree
+from . import warm
 from .journal import Journal
 
 
@@ -62,11 +63,11 @@ def backup(ctx, site, to=None, portable=True):
             ctx.progress(f"{site.name}: Lino's portable dump")
             work = fresh_dir(host.home_dir, f"dump-{site.name}-", journal)
             try:
-                if system.site_owner:
-                    os.chown(work, *system.site_owner)
-                system.run([env.bin_python, project / "manage.py", "dump2py", "--noinput",
-                            "--overwrite", work / "d"], as_site=True, cwd=project,
-                           what=f"dump2py ({site.name})")
+                owner = system.owner_of(site.name)
+                if owner:
+                    os.chown(work, *owner)
+                warm.run_manage(ctx, site, ["dump2py", "--noinput", "--overwrite", work / "d"],
+                                what=f"dump2py ({site.name})")
                 shutil.copytree(work / "d", stage / "portable")
             finally:
                 remove_tree(work)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..backends.db import backend
-from .files import chown_tree, remove_tree
+from .files import remove_tree
 
 READY = "ready"
 
@@ -66,14 +66,14 @@ def save(ctx, env, site):
 
 def load(ctx, site, template):
     """Put the template's data into the new *site* (its database exists, empty)."""
-    host, owner = ctx.host, ctx.system.site_owner
+    from .users import own_project
+    host, owner = ctx.host, ctx.system.owner_of(site.name)
     project = host.site_dir(site.name)
     remove_tree(project / "media")
     shutil.copytree(template / "media", project / "media", symlinks=True)
     if (template / "dbhash.json").exists():
         shutil.copy2(template / "dbhash.json", project / "dbhash.json")
-    if owner:
-        chown_tree(project, owner)
+    own_project(ctx, site.name)
     be = backend(site.db, ctx.cfg)
     if be.server:
         be.load(site.db_name, template / "db")

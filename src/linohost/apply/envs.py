@@ -1,7 +1,8 @@
 """Environments: virtualenvs of Lino, its apps and front ends, shared by sites."""
 
 import datetime
-import shutil
+import glob
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -10,10 +11,12 @@ from ..model import apps, names
 from ..model.env import Env
 from .files import atomic_write, remove_tree
 from .journal import Journal, undo_step
+from . import warm
+from .users import own_tree
 
 #: Always installed: the framework, both front ends, the database drivers.
 BASE_PACKAGES = ("lino", "lino-react", "lino-extjs", "psycopg[binary]", "PyMySQL",
-                 "setuptools<80")
+                 "setuptools<80", WORKER_SERVER := "waitress")
 
 
 def site_script():
@@ -55,9 +58,7 @@ def create(ctx, name, requested):
         pip(ctx, path, ["install", "-U", "pip", "wheel"], "pip install pip")
         pip(ctx, path, ["install", *packages], "pip install")
         static = path / "static"
-        static.mkdir()
-        if ctx.system.site_owner:
-            shutil.chown(static, *ctx.system.site_owner)
+        static.mkdir()          # root's, readable by all: every site and the web server
         env = Env(name=name, path=str(path), python=python, packages=tuple(packages),
                   created=_now())
         save(env)
@@ -70,6 +71,15 @@ def create(ctx, name, requested):
 
 def save(env):
     atomic_write(Path(env.path) / Env.FILENAME, env.dumps())
+
+
+def ensure_worker_server(ctx, env):
+    """The keeper's workers serve with waitress: install it into an environment
+    made before the keeper existed."""
+    if glob.glob(f"{env.path}/lib/python3*/site-packages/{WORKER_SERVER}/__init__.py"):
+        return
+    ctx.progress(f"installing {WORKER_SERVER} into environment {env.name} for the keeper")
+    pip(ctx, env.path, ["install", WORKER_SERVER], f"pip install {WORKER_SERVER}")
 
 
 def ensure_app(ctx, env, app, project_dir):
@@ -87,10 +97,38 @@ def ensure_app(ctx, env, app, project_dir):
     return env
 
 
-def run_site_tasks(ctx, env, project_dir, tasks):
-    """Run siteinit tasks for the site in *project_dir* as the site user."""
-    return ctx.system.run([env.bin_python, "-c", site_script(), project_dir, *tasks],
-                          as_site=True, cwd=project_dir, what=f"{' '.join(tasks)} ({project_dir.name})")
+def run_site_tasks(ctx, env, project_dir, tasks, site=None):
+    """Run siteinit tasks for the site in *project_dir* as its user (warm, forked from
+    its group's zygote, when *site* (its record) is given, in *env*, and a keeper can)."""
+    name = project_dir.name
+    what = f"{' '.join(tasks)} ({name})"
+    with _static_lent(ctx, env, name, "static" in tasks):
+        if site is not None and site.env == env.name:
+            done = warm.run_captured(ctx, site, [project_dir, *tasks], script=site_script(),
+                                     what=what)
+            if done is not None:
+                return done
+        # One hash seed for every site: Django and Lino create content types (and other
+        # rows) in an order that follows set iteration, so that sites made alike hold
+        # alike rows where Lino's start-up reads, and can share a zygote (zygotes.py).
+        return ctx.system.run([env.bin_python, "-c", site_script(), project_dir, *tasks],
+                              as_site=name, cwd=project_dir, what=what,
+                              env={"PYTHONHASHSEED": "0"})
+
+
+@contextmanager
+def _static_lent(ctx, env, site, lend):
+    """As root, the environment's static files are root's and readable by all; while
+    *site* collects them (the first site of its app and front end), they are its."""
+    owner = ctx.system.owner_of(site) if lend else None
+    static = Path(env.static_root)
+    if owner:
+        own_tree(static, *owner)
+    try:
+        yield
+    finally:
+        if owner:
+            own_tree(static, 0, 0, files=(0o022, 0o444), dirs=(0o022, 0o555))
 
 
 def static_key(app, front_end):

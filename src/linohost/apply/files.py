@@ -46,11 +46,3 @@ def remove_tree(path):
     else:
         path.unlink(missing_ok=True)
 
-
-def chown_tree(path, owner):
-    """Give *path* and everything below it to *owner* ``(uid, gid)``."""
-    uid, gid = owner
-    os.chown(path, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in dirnames + filenames:
-            os.chown(os.path.join(dirpath, n), uid, gid, follow_symlinks=False)

@@ -5,12 +5,13 @@ Every site runs to the end whatever the others do; each one's output goes to
 """
 
 import datetime
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
+from ..model.names import did_you_mean
+from . import warm
 
 
 @dataclass
@@ -42,7 +43,8 @@ def select(host, names=(), all_sites=False, env=None):
     else:
         unknown = [n for n in names if not host.has_site(n)]
         if unknown:
-            raise UsageError(f"no site named {', '.join(map(repr, unknown))} in {host.root}")
+            raise UsageError(f"no site named {', '.join(map(repr, unknown))} in {host.root}"
+                             + did_you_mean(unknown[0], host.site_names(), "linohost list"))
         sites = [host.site(n) for n in dict.fromkeys(names)]
     if not sites:
         raise UsageError("no sites to run on")
@@ -54,17 +56,17 @@ def run(ctx, sites, args, jobs, on_done=lambda result: None, timeout=None):
     host, system = ctx.host, ctx.system
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     log_dir = host.logs_dir / "run" / stamp
-    log_dir.mkdir(parents=True)
-    if system.site_owner:
-        os.chown(log_dir, *system.site_owner)
+    log_dir.mkdir(parents=True)     # root's: the logs are opened here, not by the sites
 
     def one(site):
         env = host.env(site.env)
         project = host.site_dir(site.name)
         log = log_dir / f"{site.name}.log"
         start = time.monotonic()
-        code = system.run_site_logged([env.bin_python, project / "manage.py", *args], log,
-                                      cwd=project, timeout=timeout)
+        code = warm.run_logged(ctx, site, args, log) if timeout is None else None
+        if code is None:
+            code = system.run_site_logged([env.bin_python, project / "manage.py", *args],
+                                          site.name, log, cwd=project, timeout=timeout)
         return Result(site.name, code, time.monotonic() - start, _last_line(log), str(log))
 
     results = {}

@@ -2,68 +2,98 @@
 
 import os
 import secrets
-import shutil
 
-from ..model import config
+from ..backends.process import process_backend
+from ..model import config, tls
+from ..errors import UsageError
 from ..model.host import Host
 from ..render import site as render_site
-from ..errors import UsageError
-from ..render.site import PREFIX_FRONT_ENDS
-from . import envs
+from . import envs, keys, users
 from .context import Context
 from .files import atomic_write, write_secret
 from .system import System
 
+SMTP_PASSWORD = keys.SMTP_PASSWORD
 
-def init(root, changes, progress=lambda m: None):
-    """Create the host root (or apply *changes* to an existing one); return the Host."""
+
+def init(root, changes, progress=lambda m: None, smtp_password=None):
+    """Create the host root (or apply *changes* to an existing one); return the Host.
+    *smtp_password* (if given) replaces secrets/smtp.password."""
     root = Host.resolve_root(root).absolute()
     cfg_path = root / config.FILENAME
     old_cfg = config.load(cfg_path) if cfg_path.exists() else config.HostConfig({}, cfg_path)
     cfg = old_cfg.replace(**{k: v for k, v in changes.items() if v is not None})
     host = Host(root, cfg)
-    system = System(cfg, host.home_dir)   # fails early if the site user is missing
-    owner = system.site_owner
+    system = System(cfg, host.home_dir)   # fails early if the web server's user is missing
+    tls.check(cfg)
+    if smtp_password is not None and not smtp_password:
+        raise UsageError("the SMTP password file is empty")
     urls_change = cfg["mode"] != old_cfg["mode"] or cfg["server_name"] != old_cfg["server_name"]
-    if cfg["mode"] == "prefix":
-        for site in host.sites():
-            if host.site_prefix(site) != "/" and site.front_end not in PREFIX_FRONT_ENDS:
-                raise UsageError(f"site {site.name} uses the {site.front_end} front end, "
-                                 f"which does not work under a URL prefix: stay in domain mode")
 
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
+    ctx = Context(host, system, progress)
+    # As root, secrets/, home/ and logs/ are root's (users.host_dirs); an older host's
+    # are changed by the migration below, which says so.
+    as_root = users.host_dirs(ctx) if system.is_root else {}
     for d, mode in ((host.local_dir, 0o755), (host.envs_dir, 0o755), (host.registry_dir, 0o755),
-                    (host.logs_dir, 0o755), (host.run_dir, 0o700), (host.secrets_dir, 0o700),
+                    (host.logs_dir, 0o755), (host.run_dir, 0o711), (host.secrets_dir, 0o700),
                     (host.home_dir, 0o700)):
+        if d in as_root:
+            if not d.exists():
+                d.mkdir()
+                os.chown(d, *as_root[d][:2])
+                os.chmod(d, as_root[d][2])
+            continue
         d.mkdir(exist_ok=True)
         os.chmod(d, mode)
-    if owner:
-        shutil.chown(host.secrets_dir, *owner)
-        shutil.chown(host.logs_dir, *owner)
-        shutil.chown(host.home_dir, *owner)
 
-    key_file = {"derived": "master.key", "shared": "shared.key"}.get(cfg["secret_policy"])
+    key_file = keys.HOST_KEYS.get(cfg["secret_policy"])
     if key_file and not (host.secrets_dir / key_file).exists():
         progress(f"generating {host.secrets_dir / key_file}")
-        write_secret(host.secrets_dir / key_file, secrets.token_urlsafe(48), owner)
+        write_secret(host.secrets_dir / key_file, secrets.token_urlsafe(48))
 
-    atomic_write(cfg_path, config.dumps(cfg))
+    if smtp_password:
+        progress(f"writing {host.secrets_dir / SMTP_PASSWORD}")
+        write_secret(host.secrets_dir / SMTP_PASSWORD, smtp_password)
+    # Root only: it may hold the database servers' admin passwords.
+    atomic_write(cfg_path, config.dumps(cfg), mode=0o600 if system.is_root else 0o644)
+    migrate(ctx)
     write_local_module(host)
     from .sites import write_settings
-    ctx = Context(host, system, progress)
     for site in host.sites():         # a changed mode or policy reaches every site
-        write_settings(host, site, owner)
+        write_settings(host, site, system.owner_of(site.name), restart=not urls_change)
         if urls_change:               # the front end's cached JS holds the site's URLs
             progress(f"rebuilding the caches of {site.name} for its new address")
             envs.run_site_tasks(ctx, host.env(site.env), host.site_dir(site.name), ["cache"])
+            # Only now: a process that started before the cache was rebuilt keeps
+            # the old version stamp, and React then reloads its page forever.
+            process_backend(host).restart_site(site.name)
     return host
 
 
+def migrate(ctx):
+    """Say what differs from one user per site and its own secrets (a host made by an
+    older linohost, or a changed secret policy), then change it."""
+    plan = users.migration(ctx)
+    if not plan:
+        return
+    ctx.progress(f"{len(plan)} changes for one Unix user per site and their own secrets:")
+    for what, _ in plan:
+        ctx.progress(f"  - {what}")
+    for what, change in plan:
+        change()
+    ctx.progress("done: every site has its own user, files and secrets")
+
+
 def write_local_module(host):
-    """(Re)generate djangosite_local.py, keeping the operator's part."""
+    """(Re)generate djangosite_local.py, keeping the operator's part, and the
+    Lino plugin that sites under a URL prefix install."""
     path = host.local_dir / "djangosite_local.py"
     operator = None
     if path.exists():
         operator = render_site.operator_part_of(path.read_text(encoding="utf-8"))
     atomic_write(path, render_site.djangosite_local(host.cfg, host.secrets_dir, operator))
+    plugin = host.local_dir / render_site.PREFIX_PLUGIN
+    plugin.mkdir(mode=0o755, exist_ok=True)
+    atomic_write(plugin / "__init__.py", render_site.prefix_plugin())

@@ -15,9 +15,9 @@ from ..errors import Conflict, UsageError
 from ..model import archive
 from ..model.archive import Manifest
 from ..model.site import Site
-from . import envs, sites
+from . import envs, sites, users, warm
 from .backup import backup, backup_dir, fresh_dir
-from .files import chown_tree, remove_tree
+from .files import remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
 
@@ -105,8 +105,7 @@ def load_into(ctx, site, manifest, data):
             shutil.copytree(src, project / sub, symlinks=True)
         else:
             (project / sub).mkdir()
-    if system.site_owner:
-        chown_tree(project, system.site_owner)
+    users.own_project(ctx, site.name)
     be = backend(site.db, ctx.cfg)
     if site.db == manifest.engine and manifest.native:
         ctx.progress(f"{site.name}: loading the {site.db} database")
@@ -114,7 +113,7 @@ def load_into(ctx, site, manifest, data):
             password = (host.secrets_dir / f"db-{site.name}").read_text().strip()
             be.load(site.db_name, data / manifest.native, password)
         else:
-            be.load(project / "default.db", data / manifest.native, system.site_owner)
+            be.load(project / "default.db", data / manifest.native, system.owner_of(site.name))
     elif manifest.portable:
         ctx.progress(f"{site.name}: loading Lino's portable dump into {site.db}")
         load_portable(ctx, site, host.env(site.env), data / "portable")
@@ -136,16 +135,16 @@ def load_portable(ctx, site, env, dump):
     does not bring back faithfully (Noi: 4 of 25). Nothing else is "fixed":
     other checkers would change the data (e.g. add rows for files in uploads/)."""
     host, system = ctx.host, ctx.system
-    project = host.site_dir(site.name)
     journal = Journal(host, "load", site.name).start()
     work = fresh_dir(host.home_dir, f"load-{site.name}-", journal)
     try:
         shutil.copytree(dump, work / "d")
-        if system.site_owner:
-            chown_tree(work, system.site_owner)
+        owner = system.owner_of(site.name)
+        if owner:
+            users.own_tree(work, *owner)
         for args in (["run", work / "d" / "restore.py", "--noinput"], ["shell", "-c", REMENTION]):
-            system.run([env.bin_python, project / "manage.py", *args], as_site=True,
-                       cwd=project, what=f"manage.py {args[0]} ({site.name})")
+            warm.run_manage(ctx, site, args, what=f"manage.py {args[0]} ({site.name})",
+                            env=env)
     finally:
         remove_tree(work)
         journal.commit()
@@ -155,8 +154,8 @@ def _refresh(ctx, site):
     """Caches for the restored data, and a fresh process for the site."""
     host = ctx.host
     env = host.env(site.env)
-    envs.run_site_tasks(ctx, env, host.site_dir(site.name), ["cache"])
-    process_backend(host.cfg).restart_site(host.site_dir(site.name))
+    envs.run_site_tasks(ctx, env, host.site_dir(site.name), ["cache"], site=site)
+    process_backend(host).restart_site(site.name)
 
 
 def restore(ctx, path, as_name=None, force=False, engine=None):
@@ -220,7 +219,7 @@ def _reset_database(ctx, site):
     if be.server:
         password = (ctx.host.secrets_dir / f"db-{site.name}").read_text().strip()
         be.drop(site.db_name)
-        be.create(site.db_name, password)
+        be.create(site.db_name, password, note=ctx.host.db_note(site.name))
 
 
 @undo_step("reload_archive")

@@ -4,16 +4,19 @@ import datetime
 import glob
 import os
 import secrets
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..backends.db import backend
 from ..backends.process import process_backend
-from ..errors import Conflict, UsageError
+from ..errors import Conflict, Interrupted, UsageError
 from ..model import apps, names
 from ..model.site import Site
 from ..render import site as render_site
-from . import demo, envs
-from .files import atomic_write, chown_tree, write_secret
+from . import demo, envs, keys, locales, users
+from .files import atomic_write, write_secret
 from .journal import Journal, undo_step
 
 
@@ -64,20 +67,17 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
     if domain:
         names.domain(domain)
     check_secret_key(ctx.cfg)
-    db_name = f"lino_{name}" if db != "sqlite" else ""
+    users.check_free(ctx, name)
+    db_name = host.db_prefix + name if db != "sqlite" else ""
     be = backend(db, ctx.cfg)
     be.check()
-    if be.server and be.exists(db_name):
-        raise Conflict(f"a {db} database or user named {db_name!r} already exists")
-    prefix_site = not domain and ctx.cfg["mode"] == "prefix"
-    if front_end is None:
-        front_end = "extjs" if prefix_site else "react"
+    clash = be.clash(db_name) if be.server else None
+    if clash:
+        raise Conflict(f"the {db} {clash} already exists: choose another site name, or "
+                       f"another db_prefix for this host root (host config key)")
+    front_end = front_end or "react"
     if front_end not in render_site.FRONT_ENDS:
         raise UsageError(f"unknown front end {front_end!r}: use react or extjs")
-    if prefix_site and front_end not in render_site.PREFIX_FRONT_ENDS:
-        raise UsageError(
-            f"the {front_end} front end does not work under a URL prefix: use --front-end "
-            f"extjs, or domain mode (--domain HOST, or `linohost init --mode domain`)")
     return Site(name=name, app=app_rec.name, settings_module=app_rec.settings_module, env=env,
                 db=db, title=title or name.replace("_", " ").title(),
                 languages=tuple(languages), front_end=front_end, domain=domain,
@@ -103,21 +103,23 @@ def new(ctx, site, data="demo"):
     project = host.site_dir(site.name)
     journal = Journal(host, "new", site.name).start()
     try:
+        users.create(ctx, site.name, journal)
         journal.record("tree", path=str(project))
         project.mkdir()
         for sub in ("media", "config", "apache"):
             (project / sub).mkdir()
         write_files(host, site)
+        keys.write(ctx, site.name, journal)
         be = backend(site.db, ctx.cfg)
         if be.server:
             secret = host.secrets_dir / f"db-{site.name}"
             journal.record("file", path=str(secret))
-            write_secret(secret, secrets.token_urlsafe(24), system.site_owner)
+            write_secret(secret, secrets.token_urlsafe(24), system.owner_of(site.name))
             journal.record("database", engine=site.db, name=site.db_name)
             ctx.progress(f"creating {site.db} database and user {site.db_name}")
-            be.create(site.db_name, (host.secrets_dir / f"db-{site.name}").read_text().strip())
-        if system.site_owner:
-            chown_tree(project, system.site_owner)
+            be.create(site.db_name, (host.secrets_dir / f"db-{site.name}").read_text().strip(),
+                      note=host.db_note(site.name))
+        users.own_project(ctx, site.name)
         env = envs.ensure_app(ctx, env, app, project)
         template = demo.find(env, site) if data == "demo" else None
         if template:
@@ -134,13 +136,16 @@ def new(ctx, site, data="demo"):
             tasks.append("static")
         tasks.append("cache")
         ctx.progress(f"initialising {site.name}: {', '.join(tasks)}")
-        if tasks[0] in ("demo", "empty"):
-            # Lino's kernel started before the data was there: the cache (actions made
-            # from rows, e.g. excerpt types) must be built by a process that sees it.
-            envs.run_site_tasks(ctx, env, project, tasks[:-1])
-            envs.run_site_tasks(ctx, env, project, tasks[-1:])
-        else:
-            envs.run_site_tasks(ctx, env, project, tasks)
+        # Lino's kernel started before the data was there: the cache (actions made
+        # from rows, e.g. excerpt types) must be built by a process that sees it.
+        split = -1 if tasks[0] in ("demo", "empty") else len(tasks)
+        out = envs.run_site_tasks(ctx, env, project, ["locale", *tasks[:split]],
+                                  site=site).stdout
+        locales.ensure(ctx, locales.asked(out))
+        if tasks[split:]:
+            envs.run_site_tasks(ctx, env, project, tasks[split:], site=site)
+        if be.server:                           # who made it, for a clash from elsewhere
+            be.mark(site.db_name, host.db_note(site.name))
         if "static" in tasks:
             envs.mark_static(env, app, site.front_end)
         if tasks[:1] == ["demo"]:
@@ -148,12 +153,28 @@ def new(ctx, site, data="demo"):
         record = host.registry_dir / f"{site.name}.toml"
         journal.record("file", path=str(record))
         atomic_write(record, site.dumps())
-    except BaseException:
+    except BaseException as e:
         ctx.progress(f"rolling back {site.name}")
-        journal.undo(ctx)
+        with sigint_ignored():                  # a second Ctrl-C must not cut it short
+            journal.undo(ctx)
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f"interrupted: {site.name} rolled back") from None
         raise
     journal.commit()
     return site
+
+
+@contextmanager
+def sigint_ignored():
+    """Ignore SIGINT meanwhile (in the main thread; elsewhere it never arrives)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def settings_context(host, site):
@@ -168,38 +189,45 @@ def write_files(host, site):
     """Write the generated files of *site*'s project directory."""
     project = host.site_dir(site.name)
     for rel, text in render_site.project_files(site, **settings_context(host, site)).items():
-        atomic_write(project / rel, text)
+        atomic_write(project / rel, text, mode=0o640)
 
 
-def write_settings(host, site, owner=None):
+def write_settings(host, site, owner=None, restart=True):
     """Regenerate settings.py of an existing site (after `init` changed the host)
-    and restart its running process, if any, to apply it."""
+    and restart its running process, if any, to apply it (unless not *restart*)."""
     path = host.site_dir(site.name) / "settings.py"
-    atomic_write(path, render_site.settings_py(site, **settings_context(host, site)))
+    atomic_write(path, render_site.settings_py(site, **settings_context(host, site)), mode=0o640)
     if owner:
         os.chown(path, *owner)
-    process_backend(host.cfg).restart_site(host.site_dir(site.name))
+    if restart:
+        process_backend(host).restart_site(site.name)
 
 
-def destruction_plan(host, site):
+def destruction_plan(ctx, site):
     """What `rm` destroys, in order, as journal steps."""
+    host = ctx.host
     steps = [{"kind": "file", "path": str(host.registry_dir / f"{site.name}.toml")}]
     if site.db != "sqlite":
         steps.append({"kind": "database", "engine": site.db, "name": site.db_name})
         steps.append({"kind": "file", "path": str(host.secrets_dir / f"db-{site.name}")})
+    steps.append({"kind": "file", "path": str(keys.key_file(host, site.name))})
+    if keys.smtp_file(host, site.name).exists():
+        steps.append({"kind": "file", "path": str(keys.smtp_file(host, site.name))})
     steps.append({"kind": "tree", "path": str(host.site_dir(site.name))})
-    return steps
+    return steps + users.destruction_steps(ctx, site.name)
 
 
 def describe(step):
     if step["kind"] == "database":
         return f"{step['engine']} database and user {step['name']}"
+    if step["kind"] == "unix_user":
+        return f"Unix user and group {step['name']}"
     return {"tree": "directory", "file": "file"}[step["kind"]] + " " + step["path"]
 
 
 def rm(ctx, site):
-    """Destroy *site*: registry record, database and user, secrets, directory."""
-    journal = Journal(ctx.host, "rm", site.name).start(destruction_plan(ctx.host, site))
+    """Destroy *site*: registry record, database and user, secrets, directory, Unix user."""
+    journal = Journal(ctx.host, "rm", site.name).start(destruction_plan(ctx, site))
     errors = journal.undo(ctx, log=ctx.progress)
     if errors:
         raise Conflict(f"could not remove everything of {site.name}: {errors[0]}")

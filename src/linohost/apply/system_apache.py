@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..backends.process import process_backend
 from ..errors import StepFailed, UsageError
+from ..model import tls
 from ..render import apache as render_apache
+from . import users
 from .files import atomic_write
 
 CONFDIR = Path(os.environ.get("APACHE_CONFDIR", "/etc/apache2"))
@@ -23,12 +25,20 @@ CONFDIR = Path(os.environ.get("APACHE_CONFDIR", "/etc/apache2"))
 def render(ctx):
     """(vhosts text, landing page text) for the system Apache."""
     cfg = ctx.cfg
-    backend = process_backend(cfg, user=cfg["site_user"], group=cfg["site_group"])
-    mounts = render_apache.mounts(ctx.host, cfg["apache.vhost_port"])
-    listen = render_apache.Listen(f"*:{cfg['apache.vhost_port']}", cfg["server_name"])
+    backend = process_backend(ctx.host, user=cfg["site_user"], group=cfg["site_group"],
+                              run_as=users.run_as(ctx))
+    tls.check(cfg)
+    port = cfg["tls.https_port"] if tls.enabled(cfg) else cfg["apache.vhost_port"]
+    mounts = render_apache.mounts(ctx.host, port)
+    listen = render_apache.Listen(f"*:{port}", cfg["server_name"], tls.scheme(cfg))
     htdocs = ctx.host.root / "apache" / "htdocs"
+    vhost_tls = None
+    if tls.enabled(cfg):
+        names = render_apache.vhost_names(mounts, listen)
+        vhost_tls = render_apache.tls_of(cfg, names, tls.certificates(cfg, names), port,
+                                         redirect_from=f"*:{cfg['apache.vhost_port']}")
     return (render_apache.sites_conf(mounts, listen, backend, htdocs,
-                                     cfg["apache.extra_directives"]),
+                                     cfg["apache.extra_directives"], vhost_tls),
             render_apache.index_html(mounts, cfg["server_name"]))
 
 
@@ -53,7 +63,7 @@ def _apache2ctl():
 
 
 def _modules(ctx):
-    return process_backend(ctx.cfg).apache_modules
+    return process_backend(ctx.host).apache_modules + tls.apache_modules(ctx.cfg)
 
 
 def configtest(ctx, text):

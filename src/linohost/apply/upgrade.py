@@ -131,7 +131,7 @@ def switch_env(ctx, site, env_name):
     """Point *site* at environment *env_name*: registry record and settings."""
     host = ctx.host
     site = dataclasses.replace(host.site(site.name), env=env_name)
-    write_settings(host, site, ctx.system.site_owner)
+    write_settings(host, site, ctx.system.owner_of(site.name))
     atomic_write(host.registry_dir / f"{site.name}.toml", site.dumps())
     return site
 
@@ -160,7 +160,7 @@ def _remove_env(ctx, env, why):
 
 
 def _manage(ctx, env, project, args):
-    return ctx.system.run([env.bin_python, project / "manage.py", *args], as_site=True,
+    return ctx.system.run([env.bin_python, project / "manage.py", *args], as_site=project.name,
                           cwd=project, what=f"manage.py {args[0]} ({project.name})")
 
 

@@ -35,9 +35,12 @@ class Key:
     choices: tuple = ()
     minimum: int | None = None
     maximum: int | None = None
+    pattern: str | None = None
 
     def schema(self):
         s = {"type": self.type, "description": self.doc}
+        if self.pattern:
+            s["pattern"] = self.pattern
         if self.choices:
             s["enum"] = list(self.choices)
         if self.minimum is not None:
@@ -64,10 +67,21 @@ KEYS = (
         "(default: /usr/bin/python3 if present).", ),
     Key("default_env", "string", "default", "Environment used by `new` without --env."),
     Key("site_user", "string", "www-data",
-        "Unprivileged user that owns site data and runs site processes when linohost runs as root."),
-    Key("site_group", "string", "www-data", "Group of `site_user`."),
+        "As root: the web server's own user (Apache's `User`); it reads only media and static "
+        "files. Each site runs as its own user (`site_user_prefix`)."),
+    Key("site_group", "string", "www-data",
+        "As root: the web server's group; a site's project directory (traverse only) and its "
+        "media/ belong to it."),
+    Key("site_user_prefix", "string", "lino-",
+        "As root: each site runs as the system user PREFIX+SITE (at most 32 characters), "
+        "made by `new` and removed by `rm`."),
     Key("time_zone", "string", "UTC", "TIME_ZONE of every site."),
-    Key("admin_email", "string", "", "ADMINS and SERVER_EMAIL of every site (empty: none)."),
+    Key("admin_email", "string", "", "ADMINS of every site: who gets error reports (empty: none)."),
+    Key("db_prefix", "string", "",
+        "Prefix of the database and user names of new PostgreSQL/MariaDB sites, so that host "
+        "roots can share a database server (empty: `lino_` and 6 hex digits of a hash of the "
+        "host root's path, e.g. `lino_3fa94c_`). Lower-case letters, digits and `_`, at most 30.",
+        pattern=r"^([a-z][a-z0-9_]{0,29})?$"),
     Key("postgresql.host", "string", "127.0.0.1", "PostgreSQL server host."),
     Key("postgresql.port", "integer", 5432, "PostgreSQL server port.", **PORT),
     Key("postgresql.admin_user", "string", "postgres",
@@ -89,10 +103,45 @@ KEYS = (
     Key("backup.keep_weekly", "integer", 4,
         "`prune` keeps the newest archive of each of this many last ISO weeks (per site).",
         minimum=0),
-    Key("process_backend", "string", "mod_wsgi",
-        "What runs the sites' Python: `mod_wsgi` (one daemon process per site inside Apache).",
-        choices=("mod_wsgi",)),
+    Key("process_backend", "string", "keeper",
+        "What runs the sites' Python: `keeper` (a worker per site started on its first "
+        "request and stopped when idle, behind a unix socket the keeper holds) or `mod_wsgi` "
+        "(one daemon process per site inside Apache).",
+        choices=("keeper", "mod_wsgi")),
+    Key("keeper.idle_timeout", "integer", 900,
+        "Seconds without a request after which a site's worker leaves and the site sleeps "
+        "(0: never).", minimum=0),
+    Key("keeper.threads", "integer", 8, "Threads of each site worker.", minimum=1),
+    Key("keeper.start_timeout", "integer", 300,
+        "Seconds a worker may take to load its site before the keeper gives up on it.",
+        minimum=1),
+    Key("keeper.zygotes", "boolean", True,
+        "Fork workers warm from a zygote per site group (sites of one environment, app, "
+        "languages, front end, URL layout and database engine): a sleeping site answers in a "
+        "fraction of a second and its worker shares the zygote's memory. Off: every worker "
+        "starts Lino itself."),
+    Key("keeper.variant_sites", "integer", 2,
+        "Sites whose own rows in what Lino's start-up reads (journals, excerpt types, "
+        "content types) differ from the demo data, as alike as this many sites are, get a "
+        "zygote of their own with those rows (0: such sites start plainly).", minimum=0),
+    Key("keeper.jobs", "boolean", True,
+        "Run the sites' scheduled background tasks (Lino's `linod.SystemTask`) in their "
+        "workers, and start a sleeping site's worker when its next task is due."),
+    Key("keeper.job_wakeups", "integer", 2,
+        "At most this many workers started only for background tasks at a time "
+        "(0: a sleeping site is never started for them).", minimum=0),
+    Key("keeper.min_job_interval", "integer", 300,
+        "Seconds a site sleeps at least before it is started for a background task; "
+        "tasks recurring more often than this (e.g. sending pending e-mails every 10 s) "
+        "run only while a worker runs anyway.", minimum=10),
+    Key("keeper.proxy_timeout", "integer", 300,
+        "Seconds Apache waits for a site's answer (a sleeping site's first one includes "
+        "its start).", minimum=1),
     Key("apache.port", "integer", 8000, "Port of `linohost serve`.", **PORT),
+    Key("apache.server", "string", "auto",
+        "Apache binary of `linohost serve`: `debian` (packages apache2, libapache2-mod-wsgi-py3), "
+        "`embedded` (built from PyPI into ROOT/apache/venv), `auto` (Debian's when installed).",
+        choices=("auto", "debian", "embedded")),
     Key("apache.vhost_port", "integer", 80,
         "Port of the vhosts in the system Apache's config (`linohost config apache`).", **PORT),
     Key("apache.extra_directives", "string", "",
@@ -102,6 +151,46 @@ KEYS = (
         "Seconds after which an idle site daemon is stopped (0: never).", minimum=0),
     Key("apache.config_path", "string", "/etc/apache2/sites-available/linohost.conf",
         "Where `linohost config apache --write` installs the system Apache config."),
+    Key("systemd.unit_dir", "string", "/etc/systemd/system",
+        "Where `linohost config systemd --write` installs the boot-time units."),
+    Key("systemd.backup_calendar", "string", "*-*-* 03:15:00",
+        "When the backup timer runs `backup --all` and `prune` (systemd OnCalendar=)."),
+    Key("logrotate.path", "string", "/etc/logrotate.d/linohost",
+        "Where `linohost config systemd --write` installs the logrotate snippet for ROOT/logs."),
+    Key("logrotate.keep_weeks", "integer", 8, "Weekly rotated logs kept.", minimum=1),
+    Key("tls.mode", "string", "off",
+        "HTTPS: `off`, `files` (certificates from tls.cert_file/key_file and tls.cert_dir) or "
+        "`acme` (obtained and renewed by the system Apache's mod_md).",
+        choices=("off", "files", "acme")),
+    Key("tls.https_port", "integer", 443,
+        "Port of the HTTPS vhosts in the system Apache's config (`serve` uses apache.port).",
+        **PORT),
+    Key("tls.cert_file", "string", "",
+        "files: certificate chain (PEM) of server_name, also covering *.server_name in domain mode."),
+    Key("tls.key_file", "string", "", "files: private key (PEM) of tls.cert_file."),
+    Key("tls.cert_dir", "string", "",
+        "files: directory of DOMAIN.crt and DOMAIN.key for sites with their own --domain "
+        "(a site without them uses tls.cert_file)."),
+    Key("tls.hsts_max_age", "integer", 31536000,
+        "Strict-Transport-Security max-age in seconds (0: no HSTS header).", minimum=0),
+    Key("tls.acme_directory", "string", "https://acme-v02.api.letsencrypt.org/directory",
+        "acme: directory URL of the ACME CA (MDCertificateAuthority)."),
+    Key("tls.acme_email", "string", "",
+        "acme: contact e-mail of the ACME account (empty: admin_email)."),
+    Key("tls.acme_ca_file", "string", "",
+        "acme: CA certificates (PEM) to trust for the ACME directory, e.g. a test CA "
+        "(empty: the system's)."),
+    Key("mail.host", "string", "", "SMTP server of outgoing mail (empty: left to Lino, whose default sends nothing)."),
+    Key("mail.port", "integer", 587, "SMTP port.", **PORT),
+    Key("mail.security", "string", "starttls",
+        "SMTP transport security: `starttls` (EMAIL_USE_TLS), `ssl` (EMAIL_USE_SSL) or `none`.",
+        choices=("starttls", "ssl", "none")),
+    Key("mail.user", "string", "",
+        "SMTP user (empty: no authentication); its password is secrets/smtp.password, "
+        "set by `linohost init --smtp-password-file`."),
+    Key("mail.sender", "string", "noreply+{site}@{server}",
+        "Sender address of each site (DEFAULT_FROM_EMAIL, SERVER_EMAIL); `{site}` and "
+        "`{server}` are replaced by the site's name and server_name."),
 )
 KEY_BY_NAME = {k.name: k for k in KEYS}
 
@@ -229,6 +318,8 @@ def _validate(data, text, path):
         msg = "unknown key"
     elif e.validator == "enum":
         msg = f"must be one of {', '.join(map(str, e.validator_value))}, not {e.instance!r}"
+    elif e.validator == "pattern":
+        msg = f"must match {e.validator_value}, not {e.instance!r}"
     elif e.validator == "type":
         msg = f"must be of type {e.validator_value}, not {type(e.instance).__name__}"
     else:

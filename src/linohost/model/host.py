@@ -13,11 +13,12 @@ Layout of a host root::
     SITE/                the project directory of each site (a Python package)
 """
 
+import hashlib
 import os
 from pathlib import Path
 
 from ..errors import NotInitialised, UsageError
-from . import config
+from . import config, names, tls
 from .env import Env
 from .site import Site
 
@@ -74,8 +75,19 @@ class Host:
     def site(self, name):
         path = self.registry_dir / f"{name}.toml"
         if not path.exists():
-            raise UsageError(f"no site named {name!r} in {self.root}")
+            raise UsageError(f"no site named {name!r} in {self.root}"
+                             + names.did_you_mean(name, self.site_names(), "linohost list"))
         return Site.load(path)
+
+    # -- databases ----------------------------------------------------------
+    @property
+    def db_prefix(self):
+        """What the database and user names of new server-database sites begin with."""
+        return self.cfg["db_prefix"] or derived_db_prefix(self.root)
+
+    def db_note(self, site_name):
+        """Recorded on the database server with a site's database: who made it."""
+        return f"linohost site {site_name} of host root {self.root}"
 
     # -- environments -------------------------------------------------------
     def env_names(self):
@@ -90,19 +102,31 @@ class Host:
         path = self.envs_dir / name / Env.FILENAME
         if not path.exists():
             raise UsageError(
-                f"no environment named {name!r}: create it with `linohost env create {name}`")
+                f"no environment named {name!r}"
+                + names.did_you_mean(name, self.env_names(), "linohost env list")
+                + f": create it with `linohost env create {name}`")
         return Env.load(path)
 
     def site_url(self, site, port=None):
         """The public URL of *site* under this host's configuration."""
         port = port or self.cfg["apache.port"]
         server = self.cfg["server_name"]
-        netloc = lambda name: name if port == 80 else f"{name}:{port}"  # noqa: E731
+        scheme = tls.scheme(self.cfg)
+        default_port = 443 if scheme == "https" else 80
+        netloc = lambda name: name if port == default_port else f"{name}:{port}"  # noqa: E731
         if site.domain:
-            return f"http://{netloc(site.domain)}/"
+            return f"{scheme}://{netloc(site.domain)}/"
         if self.cfg["mode"] == "domain":
-            return f"http://{netloc(site.name + '.' + server)}/"
-        return f"http://{netloc(server)}/{site.name}/"
+            return f"{scheme}://{netloc(site.name + '.' + server)}/"
+        return f"{scheme}://{netloc(server)}/{site.name}/"
+
+    def local_url(self, site, port=None):
+        """The URL of *site* on this machine while `linohost serve` runs: the
+        public one may not resolve here (localhost and NAME.localhost do)."""
+        port = port or self.cfg["apache.port"]
+        if self.site_prefix(site) == "/":
+            return f"http://{_netloc(site.name + '.localhost', port)}/"
+        return f"http://{_netloc('localhost', port)}/{site.name}/"
 
     def site_hostnames(self, site):
         """The host names *site* answers to: its own (and NAME.localhost for local
@@ -117,3 +141,13 @@ class Host:
         if site.domain or self.cfg["mode"] == "domain":
             return "/"
         return f"/{site.name}/"
+
+
+def derived_db_prefix(root):
+    """``lino_`` and 6 hex digits of a hash of *root*'s path: two host roots on one
+    database server each get their own names (34 characters at most with a site name)."""
+    return f"lino_{hashlib.sha256(str(Path(root).absolute()).encode()).hexdigest()[:6]}_"
+
+
+def _netloc(name, port):
+    return name if port == 80 else f"{name}:{port}"

@@ -1,5 +1,6 @@
 """Validation of names: sites, environments, languages, domains."""
 
+import difflib
 import keyword
 import os
 import re
@@ -15,12 +16,15 @@ SITE_NAME_MAX = 25
 RESERVED = frozenset("""
     static media api auth admin accounts apache assets backups cache config
     envs home local logs registry run secrets server-status tmp www default
-    linohost lino_local djangosite_local
+    linohost lino_local djangosite_local under_prefix
 """.split())
 
 _SITE_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 _ENV_RE = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _LANG_RE = re.compile(r"[a-z]{2,3}(-[a-z]{2,4})?\Z")
+_USER_PREFIX_RE = re.compile(r"[a-z_][a-z0-9_-]*\Z")
+#: Longest Unix user name useradd accepts on Debian.
+UNIX_USER_MAX = 32
 _HOST_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
 
 
@@ -82,4 +86,29 @@ def domain(name):
     """Return *name* if it is a valid host name, else raise UsageError."""
     if not _HOST_RE.match(name or ""):
         raise UsageError(f"invalid domain {name!r}")
+    return name
+
+
+def did_you_mean(unknown, known, listing):
+    """The next step after an unknown name: the closest of *known*, and the
+    command that lists them (*listing*), e.g. " (did you mean 'shop'? `linohost list`
+    shows them all)"."""
+    if not known:
+        return ""
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f" ({hint}`{listing}` shows them all)"
+
+
+def site_user(prefix, site):
+    """The Unix user of site *site*: *prefix* + *site*, or UsageError if that is no valid
+    user name (useradd's rules) or longer than 32 characters."""
+    if not _USER_PREFIX_RE.match(prefix):
+        raise UsageError(f"invalid site_user_prefix {prefix!r}: use lower-case letters, digits, "
+                         f"'_' and '-', starting with a letter or '_'")
+    name = prefix + site
+    if len(name) > UNIX_USER_MAX:
+        raise UsageError(
+            f"site name {site!r} is too long for its Unix user {name!r} (at most "
+            f"{UNIX_USER_MAX - len(prefix)} characters with site_user_prefix {prefix!r})")
     return name

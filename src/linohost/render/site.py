@@ -6,8 +6,9 @@ from . import render
 OPERATOR_MARKER = "# ==== linohost keeps everything below this line: server-wide settings of your own ===="
 
 FRONT_ENDS = {"react": "lino_react.react", "extjs": "lino_extjs.extjs"}
-#: Front ends proven to work under a URL prefix (React hard-codes /media/ and /static/).
-PREFIX_FRONT_ENDS = ("extjs",)
+#: The Lino plugin in the host's local/ directory that keeps a front end's
+#: requests under the site's URL prefix; installed by sites under a prefix.
+PREFIX_PLUGIN = "under_prefix"
 
 ENGINES = {
     "sqlite": "django.db.backends.sqlite3",
@@ -36,6 +37,7 @@ def settings_py(site, *, site_prefix, static_root, allowed_hosts, db_server=None
         site=site,
         site_prefix=site_prefix,
         default_ui=FRONT_ENDS[site.front_end],
+        prefix_plugin=PREFIX_PLUGIN,
         languages=" ".join(site.languages),
         static_root=static_root,
         allowed_hosts=list(allowed_hosts),
@@ -54,6 +56,11 @@ def project_files(site, **settings_context):
     }
 
 
+def prefix_plugin():
+    """local/under_prefix/__init__.py: the same bytes on every host."""
+    return render("under_prefix.py")
+
+
 def djangosite_local(cfg, secrets_dir, operator_part=None):
     """The shared djangosite_local.py; *operator_part* is kept from the old file."""
     if operator_part is None:
@@ -63,6 +70,9 @@ def djangosite_local(cfg, secrets_dir, operator_part=None):
         cfg=cfg,
         secrets_dir=str(secrets_dir),
         marker=OPERATOR_MARKER,
+        tls=cfg["tls.mode"] != "off",
+        https_ports=sorted({cfg["tls.https_port"], cfg["apache.port"]}),
+        behind_proxy=cfg["process_backend"] != "mod_wsgi",
     ) + operator_part
 
 

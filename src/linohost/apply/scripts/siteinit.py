@@ -6,6 +6,7 @@ argv: PROJECT_DIR TASK... where TASK is one of
   empty         flush the database and create empty tables
   static        collect static files into the (shared) STATIC_ROOT
   cache         build the site cache (media/cache: JS, JSON, CSS)
+  locale        print the locale the site asks for (Lino's site_locale)
 Linohost ships this file; it imports nothing of linohost.
 """
 import os
@@ -42,6 +43,8 @@ for task in tasks:
         call_command("collectstatic", interactive=False, verbosity=0)
     elif task == "cache":
         settings.SITE.build_site_cache(force=True, verbosity=0)
+    elif task == "locale":
+        print("site_locale:", settings.SITE.site_locale or "")
     else:
         sys.exit(f"unknown task {task!r}")
     print(f"task {task} done in {time.monotonic() - started:.1f} s", flush=True)

@@ -36,21 +36,42 @@ class MySQL:
         self._connect().close()
 
     def exists(self, name):
-        with self._connect() as c, c.cursor() as cur:
-            cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+        return self.clash(name) is not None
+
+    def clash(self, name):
+        """What of the name *name* exists on the server and who made it (the
+        database's comment, MariaDB 10.5+), e.g. "database and user 'x' (linohost
+        site books of host root /srv/a)", or None."""
+        with self._connect() as c, c.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute("SELECT * FROM information_schema.schemata WHERE schema_name = %s",
+                        (name,))
             db = cur.fetchone()
             cur.execute("SELECT 1 FROM mysql.user WHERE user = %s", (name,))
             user = cur.fetchone()
-        return bool(db or user)
+        what = [w for w, row in (("database", db), ("user", user)) if row]
+        if not what:
+            return None
+        note = (db or {}).get("SCHEMA_COMMENT") or "not made by linohost"
+        return f"{' and '.join(what)} {name!r} ({note})"
 
-    def create(self, name, password):
-        """Create database *name* and user *name* with privileges on it only."""
+    def create(self, name, password, note=""):
+        """Create database *name* and user *name* with privileges on it only; *note*
+        (who made them) becomes the database's comment on MariaDB."""
         with self._connect() as c, c.cursor() as cur:
+            comment = " COMMENT %s" if note and "MariaDB" in c.get_server_info() else ""
             cur.execute(f"CREATE DATABASE {quote_ident(name)} "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" + comment,
+                        (note,) if comment else None)
             cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (name, self.client_host, password))
             cur.execute(f"GRANT ALL PRIVILEGES ON {quote_ident(name)}.* TO %s@%s",
                         (name, self.client_host))
+
+    def mark(self, name, note):
+        """Set the database's comment again (MariaDB): Lino's initdb drops and
+        recreates a MySQL database, and the comment with it."""
+        with self._connect() as c, c.cursor() as cur:
+            if "MariaDB" in c.get_server_info():
+                cur.execute(f"ALTER DATABASE {quote_ident(name)} COMMENT %s", (note,))
 
     def drop(self, name):
         with self._connect() as c, c.cursor() as cur:

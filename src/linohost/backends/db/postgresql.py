@@ -33,13 +33,27 @@ class PostgreSQL:
         self._connect().close()
 
     def exists(self, name):
-        with self._connect() as c:
-            db = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-            role = c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-        return bool(db or role)
+        return self.clash(name) is not None
 
-    def create(self, name, password):
-        """Create role *name* and database *name* owned by it, closed to others."""
+    def clash(self, name):
+        """What of the name *name* exists on the server and who made it, e.g. "database
+        and role 'x' (linohost site books of host root /srv/a)", or None."""
+        with self._connect() as c:
+            db = c.execute("SELECT shobj_description(oid, 'pg_database'), "
+                           "pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                           (name,)).fetchone()
+            role = c.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles "
+                             "WHERE rolname = %s", (name,)).fetchone()
+        what = [w for w, row in (("database", db), ("role", role)) if row]
+        if not what:
+            return None
+        notes = [db and (db[0] or f"owned by role {db[1]}"), role and role[0]]
+        notes = list(dict.fromkeys(n for n in notes if n)) or ["not made by linohost"]
+        return f"{' and '.join(what)} {name!r} ({'; '.join(notes)})"
+
+    def create(self, name, password, note=""):
+        """Create role *name* and database *name* owned by it, closed to others;
+        *note* (who made them) becomes their comment."""
         ident = sql.Identifier(name)
         with self._connect() as c:
             c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
@@ -47,6 +61,16 @@ class PostgreSQL:
             c.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0")
                       .format(ident, ident))
             c.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+        if note:
+            self.mark(name, note)
+
+    def mark(self, name, note):
+        """Record who made role and database *name* as their comment."""
+        ident = sql.Identifier(name)
+        with self._connect() as c:
+            for kind in ("ROLE", "DATABASE"):
+                c.execute(sql.SQL("COMMENT ON " + kind + " {} IS {}").format(
+                    ident, sql.Literal(note)))
 
     def drop(self, name):
         ident = sql.Identifier(name)

@@ -19,7 +19,13 @@ class SQLite:
     def exists(self, name):
         return False
 
-    def create(self, name, password):
+    def clash(self, name):
+        return None
+
+    def create(self, name, password, note=""):
+        pass
+
+    def mark(self, name, note):
         pass
 
     def drop(self, name):

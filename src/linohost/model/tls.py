@@ -1,0 +1,86 @@
+"""HTTPS of a host: which certificate each vhost uses, checked before anything is written.
+
+``tls.mode`` is ``off``, ``files`` (PEM files the operator provides: tls.cert_file and
+tls.key_file for server_name, tls.cert_dir/DOMAIN.crt and DOMAIN.key for a site's own
+--domain) or ``acme`` (the system Apache's mod_md obtains and renews them).
+"""
+
+import os
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def enabled(cfg):
+    return cfg["tls.mode"] != "off"
+
+
+def scheme(cfg):
+    return "https" if enabled(cfg) else "http"
+
+
+def check(cfg):
+    """Raise UsageError unless the TLS keys of *cfg* make a usable set."""
+    mode = cfg["tls.mode"]
+    if mode == "files":
+        for key in ("tls.cert_file", "tls.key_file"):
+            if not cfg[key]:
+                raise UsageError(f"tls.mode is files but {key} is not set")
+            _readable_pem(cfg[key], key)
+        if cfg["tls.cert_dir"] and not Path(cfg["tls.cert_dir"]).is_dir():
+            raise UsageError(f"tls.cert_dir: no such directory: {cfg['tls.cert_dir']}")
+    elif mode == "acme":
+        if not cfg["tls.acme_directory"].startswith("https://"):
+            raise UsageError(f"tls.acme_directory must be an https:// URL, "
+                             f"not {cfg['tls.acme_directory']!r}")
+        if cfg["tls.acme_ca_file"]:
+            _readable_pem(cfg["tls.acme_ca_file"], "tls.acme_ca_file")
+
+
+def check_serve(cfg):
+    """`serve` takes its certificates from files in every mode but off (mod_md, the ACME
+    client, runs in the system Apache only)."""
+    if cfg["tls.mode"] == "acme" and not (cfg["tls.cert_file"] and cfg["tls.key_file"]):
+        raise UsageError("serve under tls.mode acme needs tls.cert_file and tls.key_file "
+                         "(ACME certificates are obtained by the system Apache: "
+                         "`linohost config apache --write`)")
+    if enabled(cfg):
+        check(cfg.replace(tls__mode="files"))
+
+
+def _readable_pem(path, key):
+    p = Path(path)
+    if not p.is_absolute():
+        raise UsageError(f"{key} must be an absolute path, not {path!r}")
+    try:
+        text = p.read_text(encoding="ascii", errors="replace")
+    except OSError as e:
+        raise UsageError(f"{key}: cannot read {path}: {e.strerror}") from None
+    if "-----BEGIN " not in text:
+        raise UsageError(f"{key}: {path} is not a PEM file")
+
+
+def certificate(cfg, name):
+    """(cert file, key file) of the vhost named *name* in files mode: the site's own pair
+    from tls.cert_dir if both files are there, else the server's."""
+    if cfg["tls.cert_dir"]:
+        d = Path(cfg["tls.cert_dir"])
+        own = (d / f"{name}.crt", d / f"{name}.key")
+        if all(os.path.exists(p) for p in own):
+            return tuple(map(str, own))
+    return cfg["tls.cert_file"], cfg["tls.key_file"]
+
+
+def certificates(cfg, names):
+    """{name: (cert file, key file)} of the vhosts *names* (files mode; {} otherwise)."""
+    if cfg["tls.mode"] != "files":
+        return {}
+    return {n: certificate(cfg, n) for n in names}
+
+
+def apache_modules(cfg):
+    """Debian's names of the Apache modules HTTPS needs under *cfg*."""
+    if not enabled(cfg):
+        return ()
+    return (("socache_shmcb", "ssl", "headers", "alias")      # ssl.conf needs socache_shmcb
+            + (("md",) if cfg["tls.mode"] == "acme" else ()))

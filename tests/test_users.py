@@ -1,0 +1,352 @@
+"""One Unix user per site (as root): what a site's own user can and cannot reach.
+
+Site a's code is played by a Python process running as a's user (its uid and gid,
+no other group, as linohost runs it): it tries to read b's secrets, database file,
+settings and project files, and to log in to b's PostgreSQL and MariaDB databases
+with every credential it can read. The same process reading a's own files and
+using a's own credentials shows that the attempts could succeed if allowed.
+PostgreSQL is a private cluster that requires passwords (the development server
+trusts every local connection, which no host can isolate sites on).
+"""
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import LINOHOST, free_port, host_config, site_pids
+from leftovers import assert_one_error_line, assert_site_absent, snapshot
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="per-site users need root")]
+
+PREFIX = "lino-"
+
+
+def user_of(site):
+    return pwd.getpwnam(PREFIX + site)
+
+
+# -- a PostgreSQL that asks for passwords ------------------------------------------
+
+def _pg_bin():
+    versions = sorted(Path("/usr/lib/postgresql").iterdir(), key=lambda p: int(p.name))
+    return versions[-1] / "bin"
+
+
+@pytest.fixture(scope="module")
+def scram_postgres():
+    """A private PostgreSQL cluster, scram-sha-256 for everyone: {port, password}."""
+    base = Path(tempfile.mkdtemp(prefix="linohost-pg-"))
+    shutil.chown(base, "postgres", "postgres")
+    password = "admin-" + os.urandom(8).hex()
+    (base / "pw").write_text(password + "\n")
+    shutil.chown(base / "pw", "postgres", "postgres")
+    port = free_port()
+    pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*pg, _pg_bin() / "initdb", "-D", base / "data", "-U", "postgres",
+                    "--auth=scram-sha-256", f"--pwfile={base / 'pw'}"],
+                   check=True, capture_output=True)
+    subprocess.run([*pg, _pg_bin() / "pg_ctl", "-D", base / "data", "-l", base / "log", "-w",
+                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield {"port": port, "password": password}
+    finally:
+        subprocess.run([*pg, _pg_bin() / "pg_ctl", "-D", base / "data", "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sites(host, scram_postgres):
+    """{role: site name}: a and b on PostgreSQL (the private cluster) and on MariaDB,
+    and b on SQLite. The host config names the private cluster only while these are
+    made and removed: other sites stay on the usual server."""
+    names = {"a_pg": host.unique("ua"), "b_pg": host.unique("ub"),
+             "a_my": host.unique("ua"), "b_my": host.unique("ub"), "b_sq": host.unique("ub")}
+    pg = {"postgresql.port": scram_postgres["port"],
+          "postgresql.admin_password": scram_postgres["password"]}
+    try:
+        for role, name in names.items():
+            db = {"pg": "postgresql", "my": "mysql", "sq": "sqlite"}[role[2:]]
+            with host_config(host, **pg):
+                host("new", name, "--app", "cosi", "--db", db, "--empty")
+        yield names
+    finally:
+        with host_config(host, **pg):
+            for name in names.values():
+                host("rm", name, "--yes", "--no-archive", check=False)
+    for name in names.values():
+        assert_site_absent(host, name)
+
+
+def as_user_of(host, site, code):
+    """Run Python *code* as *site*'s user with its environment's Python, as linohost
+    runs site code; return what it prints as JSON."""
+    pw = user_of(site)
+    python = host.root / "envs" / "default" / "bin" / "python"
+    p = subprocess.run([python, "-c", code], user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                       cwd="/", capture_output=True, text=True, timeout=60,
+                       env={"PATH": os.environ["PATH"], "HOME": pw.pw_dir})
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+READ = """
+import json, os, sys
+out = {}
+for path in sys.argv[1:]:
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            open(path, "rb").read(1)
+        out[path] = "read"
+    except PermissionError:
+        out[path] = "denied"
+print(json.dumps(out))
+"""
+
+
+def reads(host, site, paths):
+    return as_user_of(host, site, READ.replace("sys.argv[1:]", repr([str(p) for p in paths])))
+
+
+def private_files(host, site):
+    """What of *site* no other site may read (or list)."""
+    root, d = host.root, host.root / site
+    return [root / "secrets" / f"key-{site}", d, d / "settings.py", d / "manage.py",
+            d / "__init__.py", d / "apache" / "wsgi.py", d / "media", d / "config",
+            root / "home" / site]
+
+
+def test_each_site_runs_as_its_own_system_user(host, sites):
+    for name in sites.values():
+        pw = user_of(name)
+        assert 100 <= pw.pw_uid < 1000 and pw.pw_shell == "/usr/sbin/nologin"
+        assert pw.pw_dir == str(host.root / "home" / name)
+        # linohost runs its commands as it
+        out = host("manage", name, "--", "shell", "-c",
+                   "import os; print('IDS', os.getuid(), os.getgid(), os.getgroups(), "
+                   "os.environ['HOME'], oct(os.umask(0)))").stdout
+        assert f"IDS {pw.pw_uid} {pw.pw_gid} [] {pw.pw_dir} 0o27" in out
+    uids = {user_of(n).pw_uid for n in sites.values()}
+    assert len(uids) == len(sites)
+
+
+def test_a_reads_its_own_files_and_nothing_of_b(host, sites):
+    a = sites["a_pg"]
+    own = [*private_files(host, a), host.root / "secrets" / f"db-{a}"]
+    assert set(reads(host, a, own).values()) == {"read"}
+    for b in (sites["b_pg"], sites["b_my"], sites["b_sq"]):
+        theirs = private_files(host, b)
+        if b == sites["b_sq"]:
+            theirs.append(host.root / b / "default.db")
+        else:
+            theirs.append(host.root / "secrets" / f"db-{b}")
+        got = reads(host, a, theirs)
+        assert set(got.values()) == {"denied"}, got
+    # nor anything of the host's own secrets, nor its config (admin passwords)
+    got = reads(host, a, [host.root / "secrets" / "master.key", host.root / "secrets",
+                          host.root / "linohost.toml", host.root / "logs", host.root / "run"])
+    assert set(got.values()) == {"denied"}, got
+    # what every site must read: the environment and the shared hook
+    got = reads(host, a, [host.root / "local" / "djangosite_local.py",
+                          host.root / "envs" / "default" / "bin" / "python"])
+    assert set(got.values()) == {"read"}, got
+
+
+def test_a_has_its_own_secret_key_and_not_the_master_key(host, sites):
+    a, b = sites["a_pg"], sites["b_pg"]
+    keys = {}
+    for s in (a, b):
+        out = host("manage", s, "--", "shell", "-c",
+                   "from django.conf import settings; print('KEY', settings.SECRET_KEY)").stdout
+        keys[s] = [ln[4:] for ln in out.splitlines() if ln.startswith("KEY ")][0]
+        path = host.root / "secrets" / f"key-{s}"
+        st = path.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user_of(s).pw_uid, 0o600)
+        assert path.read_text().strip() == keys[s]
+    assert keys[a] != keys[b]
+    master = host.root / "secrets" / "master.key"
+    assert (master.stat().st_uid, stat.S_IMODE(master.stat().st_mode)) == (0, 0o600)
+
+
+CONNECT = """
+import json, psycopg, pymysql
+out = {}
+def pg(user, password, db):
+    try:
+        psycopg.connect(host="127.0.0.1", port=PG_PORT, user=user, password=password,
+                        dbname=db, connect_timeout=5).close()
+        return "connected"
+    except psycopg.Error:
+        return "refused"
+def my(user, password, db):
+    try:
+        pymysql.connect(host="127.0.0.1", port=3306, user=user, password=password,
+                        database=db, connect_timeout=5).close()
+        return "connected"
+    except pymysql.err.MySQLError:
+        return "refused"
+"""
+
+
+def test_a_cannot_log_in_to_b_database(host, sites, scram_postgres):
+    """With every credential a can read (its own password, no password) and every user
+    name it can guess (b's, the admin's), only a's own database opens."""
+    def secret(s):
+        return (host.root / "secrets" / f"db-{s}").read_text().strip()
+    tries = {}
+    for eng, fn in (("pg", "pg"), ("my", "my")):
+        a, b = sites[f"a_{eng}"], sites[f"b_{eng}"]
+        pa = secret(a)
+        da, db = host.db_name(a), host.db_name(b)       # database and user names
+        tries.update({
+            f"{eng}: a's user, a's database": (fn, da, pa, da),
+            f"{eng}: a's user, b's database": (fn, da, pa, db),
+            f"{eng}: b's user, a's password": (fn, db, pa, db),
+            f"{eng}: b's user, no password": (fn, db, "", db),
+        })
+    tries["pg: admin, no password"] = ("pg", "postgres", "", host.db_name(sites["b_pg"]))
+    tries["pg: admin, a's password"] = ("pg", "postgres", secret(sites["a_pg"]), "postgres")
+    code = CONNECT.replace("PG_PORT", str(scram_postgres["port"])) + "".join(
+        f"out[{k!r}] = {f}({u!r}, {p!r}, {d!r})\n" for k, (f, u, p, d) in tries.items()
+    ) + "print(json.dumps(out))\n"
+    got = as_user_of(host, sites["a_pg"], code)
+    want = {k: "connected" if k.endswith("a's user, a's database") else "refused" for k in tries}
+    assert got == want
+
+
+# -- the web server reads media and static files only -------------------------------
+
+def daemon_uid(host, site):
+    """The uid of *site*'s running process (mod_wsgi daemon or keeper worker)."""
+    pid = site_pids(host).get(site)
+    return os.stat(f"/proc/{pid}").st_uid if pid else None
+
+
+def test_apache_serves_media_and_static_and_each_daemon_runs_as_its_site(host, server, sites):
+    a, b = sites["b_sq"], sites["a_pg"]
+    for s in (a, b):
+        # a file the site itself writes into its media/ (umask 027: not for others)
+        host("manage", s, "--", "shell", "-c",
+             f"from django.conf import settings; from pathlib import Path; "
+             f"Path(settings.MEDIA_ROOT, 'probe.txt').write_text('media of {s}')")
+    deadline = time.monotonic() + 60
+    while requests.get(server.url(a)).status_code != 200:     # serve saw the new sites
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    for s in (a, b):
+        probe = host.root / s / "media" / "probe.txt"
+        assert stat.S_IMODE(probe.stat().st_mode) == 0o640
+        r = requests.get(server.url(s, "media/probe.txt"))
+        assert (r.status_code, r.text) == (200, f"media of {s}")
+        assert requests.get(server.url(s)).status_code == 200
+        assert daemon_uid(host, s) == user_of(s).pw_uid
+    # another site's user cannot read it, though the web server can
+    assert reads(host, b, [host.root / a / "media" / "probe.txt"]) == {
+        str(host.root / a / "media" / "probe.txt"): "denied"}
+    static = Path(host.root / "envs" / "default" / "static")
+    some = next(p for p in sorted(static.rglob("*.js")) if p.is_file())
+    st = some.stat()
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) & 0o004
+    r = requests.get(server.url(a, f"static/{some.relative_to(static)}"))
+    assert r.status_code == 200 and r.content == some.read_bytes()
+
+
+# -- made and removed with its site ------------------------------------------------
+
+def test_rm_removes_the_user_and_its_home(host):
+    name = host.unique("urm")
+    host("new", name, "--app", "cosi", "--empty")
+    assert user_of(name) and (host.root / "home" / name).is_dir()
+    p = host("rm", name, "--yes", "--no-archive")
+    assert f"Unix user and group {PREFIX}{name}" in p.stderr
+    assert_site_absent(host, name)          # also: no user, no HOME
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_new_leaves_no_user(host, sig):
+    """Ctrl-C rolls back at once; a kill is repaired by the next command."""
+    name = host.unique("ukill")
+    before = snapshot(host)
+    env = {**os.environ, "LINOHOST_ROOT": str(host.root)}
+    proc = subprocess.Popen([*LINOHOST, "new", name, "--app", "cosi", "--empty"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "initialising" in line:
+                break
+        assert user_of(name)                 # half-way: its user exists
+        proc.send_signal(sig)
+        proc.wait(120)
+    finally:
+        proc.kill()
+        proc.wait()
+    if sig == signal.SIGKILL:
+        assert "repairing an interrupted new" in host("list").stderr
+    assert snapshot(host) == before, snapshot(host) ^ before
+    assert_site_absent(host, name)
+
+
+def test_too_long_for_a_user_name_is_refused(host):
+    with host_config(host, site_user_prefix="linohost-site-user-"):   # 19 + 14 > 32
+        before = snapshot(host)
+        p = host("new", "a" * 14, "--app", "cosi", "--empty", check=False)
+        assert_one_error_line(p, 2, "too long for its Unix user", "at most 13 characters")
+        assert snapshot(host) == before
+
+
+# -- migrating a host made before sites had their own users --------------------------
+
+def test_init_migrates_an_old_host(host):
+    """A site as an older linohost left it (www-data's, no user, no key file): `init`
+    says what it changes, changes it, and the second time has nothing to say."""
+    name = host.unique("umig")
+    host("new", name, "--app", "cosi", "--empty")
+    secrets = (host.root / "secrets", host.root / "secrets" / "master.key")
+    were = [(p, p.stat()) for p in secrets]
+    try:
+        project, home = host.root / name, host.root / "home" / name
+        www = pwd.getpwnam("www-data")
+        subprocess.run(["chown", "-R", "www-data:www-data", project], check=True)
+        for path in secrets:
+            os.chown(path, www.pw_uid, www.pw_gid)
+        project.chmod(0o755)
+        (host.root / "secrets").chmod(0o700)
+        (host.root / "secrets" / f"key-{name}").unlink()
+        shutil.rmtree(home)
+        # --force: under mod_wsgi, Apache already runs the site's daemon as its user
+        subprocess.run(["userdel", "--force", PREFIX + name], check=True)
+        p = host("init")
+        plan = p.stderr
+        assert f"create Unix user {PREFIX}{name}" in plan
+        assert f"{project}: chown to {PREFIX}{name}" in plan
+        assert f"key-{name}: the SECRET_KEY of {name}" in plan
+        assert "master.key: readable by root only" in plan
+        assert plan.index("create Unix user") < plan.index("done:")
+        pw = user_of(name)
+        assert (project.stat().st_uid, project.stat().st_gid) == (pw.pw_uid, www.pw_gid)
+        assert (project / "default.db").stat().st_uid == pw.pw_uid
+        assert stat.S_IMODE((project / "default.db").stat().st_mode) & 0o007 == 0
+        assert home.stat().st_uid == pw.pw_uid
+        assert host("manage", name, "--", "check").returncode == 0
+        again = host("init").stderr
+        assert "changes for one Unix user per site" not in again, again
+    finally:
+        for path, st in were:               # whatever happened, later tests need these
+            os.chown(path, st.st_uid, st.st_gid)
+            path.chmod(stat.S_IMODE(st.st_mode))
+        host("rm", name, "--yes", "--no-archive", check=False)
+    assert_site_absent(host, name)

@@ -1,0 +1,369 @@
+"""Warm starts: a worker forked from its group's zygote is exactly its site.
+
+For every app linohost knows by short name that the test environment has, under
+both front ends (and a site on its own host name, and one on PostgreSQL), the same
+site is probed twice (tests/zygote_probe.py): in a worker forked from a zygote of
+its group and in a worker started plainly. Both dump every Django setting (secrets
+as hashes), the Site's and its plugins' attributes, and their answers to the same
+requests in one signed-in session (pages, the JSON API of several tables, the
+user's settings: the front end's site data), and the site caches they build; the
+test compares them after masking tokens and times. Also: the worker holds nothing
+of its zygote (descriptors, threads), writes only into its own project, and a site
+whose settings differ from its group is found out and started plainly.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import host_config, site_pids, wait_for, wait_zygotes_ready
+from linohost.model.apps import APPS
+
+slow = pytest.mark.slow
+HERE = Path(__file__).parent
+TABLES = {"std": ["contacts/Persons", "contacts/Companies", "countries/Countries"],
+          "cosi": ["contacts/Persons", "products/Products", "trading/InvoicesByJournal"],
+          "noi": ["contacts/Persons", "tickets/AllTickets", "working/Sessions"]}
+MASKS = [
+    (re.compile(r"(csrftoken|sessionid)=[^;\s\"']+"), r"\1=<token>"),
+    (re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:?\d\d|Z)?"), "<time>"),
+    (re.compile(r"\b\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT"), "<time>"),
+    (re.compile(r"\b\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\b"), "<time>"),
+    (re.compile(r'"content-length", "\d+"'), '"content-length", "<n>"'),
+    (re.compile(r"datetime\.datetime\([\d, ]+\)"), "<time>"),
+    (re.compile(r"\b1\d{9}(\.\d+)?\b"), "<epoch>"),
+    (re.compile(r"\bpid \d+\b"), "pid <n>"),
+]
+
+GENERATED_NAME = re.compile(r"(?<=[A-Za-z_])\d+\b")
+
+
+def installed_apps(host):
+    env = host.root / "envs" / "default"
+    site_packages = next(env.glob("lib/python3*/site-packages"))
+    return [name for name, app in sorted(APPS.items())
+            if (site_packages / app.settings_module.split(".")[0]).is_dir()
+            and (name != "std" or (site_packages / "lino" / "projects" / "std").is_dir())]
+
+
+@pytest.fixture(scope="module")
+def probe_sites(host, cosi_sites, domain_sites):
+    """{name: (app, host name)}: each installed app under each front end, plus the
+    PostgreSQL Cosi site, a site on its own host name and an empty site."""
+    sites = {}
+    for app in installed_apps(host):
+        for front_end in ("extjs", "react"):
+            name = host.unique(f"z{app}{front_end[0]}")
+            host("new", name, "--app", app, "--front-end", front_end, timeout=1800)
+            sites[name] = (app, "localhost")
+    sites[cosi_sites["postgresql"]] = ("cosi", "localhost")
+    name, domain = next(iter(domain_sites.items()))
+    sites[name] = ("cosi", domain)
+    name = host.unique("zempty")                # no journals: not the demo data
+    host("new", name, "--app", "cosi", "--empty", "--front-end", "extjs")
+    sites[name] = ("cosi", "localhost")
+    yield sites
+    for name in sites:
+        if name.startswith("z"):
+            host("rm", name, "--yes", "--no-archive", check=False)
+
+
+def requests_for(host, name, app):
+    from linohost.model.host import Host
+    h = Host.open(host.root)
+    site = h.site(name)
+    prefix = h.site_prefix(site)
+    out = [["GET", prefix, None],
+           ["POST", prefix + "api/about/About/-99998",
+            {"an": "sign_in", "username": "robin", "password": "1234"}]]
+    if site.front_end == "react":               # the front end's data of the user
+        out.append(["GET", prefix + "user/settings/", None])
+    out += [["GET", f"{prefix}api/{t}?fmt=json&limit=10", None] for t in TABLES[app]]
+    out += [["GET", prefix + "nonexistent/", None]]
+    return out
+
+
+def mask(text):
+    for pattern, word in MASKS:
+        text = pattern.sub(word, text)
+    return text
+
+
+def cache_files(root):
+    """{relative path: sha256 of its masked lines} of a site cache (media/cache). The
+    lines sorted, and the serial numbers of generated JS variables (``journal132``)
+    masked: Lino writes some definitions in an order that follows object addresses,
+    which no two processes share (two plain starts differ there too)."""
+    def lines(p):
+        text = GENERATED_NAME.sub("#", mask(p.read_text(errors="replace")))
+        return "\n".join(sorted(text.splitlines()))
+    return {str(p.relative_to(root)): hashlib.sha256(lines(p).encode()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tree(root, skip):
+    """{path: (mtime, size)} of the files under *root* outside the *skip* paths."""
+    out = {}
+    for p in root.rglob("*"):
+        if any(p == s or s in p.parents for s in skip) or not p.is_file():
+            continue
+        st = p.stat()
+        out[str(p)] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def probe(host, name, app, domain, tmp):
+    """Run both probes of *name*; (report, forked dump, plain dump, caches, writes)."""
+    project = host.root / name
+    cache = project / "media" / "cache"
+    kept = project / "media" / "cache.kept"
+    had_cache = cache.exists()
+    if had_cache:
+        shutil.move(cache, kept)               # each worker builds the site cache anew
+    tmp.chmod(0o1777)
+    forked_cache = project / "media" / "cache.forked"
+    spec = {"requests": requests_for(host, name, app), "host": domain,
+            "fork_out": str(tmp / "fork.json"), "plain_out": str(tmp / "plain.json"),
+            "forked_cache": str(forked_cache), "fork_again": str(tmp / "again.json")}
+    skip = [project, host.root / "logs", host.root / "run", host.root / "home"]
+    before = tree(host.root, skip)
+    try:
+        p = subprocess.run([sys.executable, str(HERE / "zygote_probe.py"), str(host.root),
+                            name, json.dumps(spec)], capture_output=True, text=True,
+                           timeout=900)
+        assert p.returncode == 0, p.stderr[-3000:]
+        report = json.loads(p.stdout)
+        assert report["zygote"] == "ready", report
+        assert report["plain"]["code"] == 0, report
+        assert report["fork"]["code"] == 0 and report["fork"]["status"] == ["forked"], report
+        caches = {"forked": cache_files(forked_cache), "plain": cache_files(cache)}
+    finally:
+        after = tree(host.root, skip)
+        for built in (cache, forked_cache):
+            shutil.rmtree(built, ignore_errors=True)
+        if had_cache:
+            shutil.move(kept, cache)
+    forked = json.loads((tmp / "fork.json").read_text())
+    plain = json.loads((tmp / "plain.json").read_text())
+    forked["again"] = json.loads((tmp / "again.json").read_text())
+    writes = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    return report, forked, plain, caches, writes
+
+
+def compare(forked, plain):
+    """The differences between two dumps, after masking: [(key, forked, plain)]."""
+    out = []
+    for section in ("settings", "site"):
+        for k in sorted(set(forked[section]) | set(plain[section])):
+            a, b = (mask(str(d[section].get(k))) for d in (forked, plain))
+            if a != b:
+                out.append((f"{section}.{k}", a[:300], b[:300]))
+    for label in sorted(set(forked["plugins"]) | set(plain["plugins"])):
+        fa, pa = forked["plugins"].get(label, {}), plain["plugins"].get(label, {})
+        for k in sorted(set(fa) | set(pa)):
+            if mask(str(fa.get(k))) != mask(str(pa.get(k))):
+                out.append((f"plugin.{label}.{k}", str(fa.get(k))[:300], str(pa.get(k))[:300]))
+    for a, b in zip(forked["answers"], plain["answers"], strict=True):
+        for part in ("status", "headers", "body"):
+            if mask(json.dumps(a[part])) != mask(json.dumps(b[part])):
+                out.append((f"answer {a['request']} {part}", mask(json.dumps(a[part]))[:300],
+                            mask(json.dumps(b[part]))[:300]))
+    return out
+
+
+@slow
+def test_a_forked_worker_is_exactly_its_site(host, probe_sites):
+    """Each site forked is exact: from its group's zygote, or where its data differ from
+    the demo data in what Lino's start-up reads (an empty site has no journals), from a
+    zygote of its own data variant."""
+    seen, found_out, signed_in, cached = set(), set(), set(), set()
+    for name, (app, domain) in probe_sites.items():
+        # Not under pytest's tmp_path (mode 700): the site users write there.
+        tmp = Path(tempfile.mkdtemp(prefix=f"probe-{name}-", dir="/tmp"))
+        try:
+            report, forked, plain, caches, writes = probe(host, name, app, domain, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if report.get("variant"):               # forked from a zygote of its own data
+            reason = report["demo_fork"]["status"][-1]
+            assert reason.startswith("inexact its database differs"), report
+            found_out.add(name)
+        differences = compare(forked, plain)
+        assert not differences, f"{name} ({app}): forked != plain:\n" + "\n".join(
+            f"  {k}\n    forked: {a}\n    plain:  {b}" for k, a, b in differences)
+        # Something was compared: the session signed in and the tables answered.
+        answers = {tuple(a["request"]): a for a in forked["answers"]}
+        statuses = [a["status"] for a in forked["answers"]]
+        assert statuses[0].startswith("200") and statuses[-1].startswith("404"), statuses
+        sign_in = next(a for r, a in answers.items() if r[0] == "POST")
+        if '"success": true' in sign_in["body"]:       # (not every app has this sign-in)
+            signed_in.add(app)
+            assert all(s.startswith("200") for s in statuses[2:-1]), (name, statuses)
+        if caches["plain"]:                                 # a site cache was built
+            cached.add(app)
+        assert forked["settings"]["SECRET_KEY"] == plain["settings"]["SECRET_KEY"]
+        assert forked["uid"] == plain["uid"] != 0
+        # Nothing of the zygote in the worker: no descriptor of it (only /dev/null in
+        # their place), no thread but its own.
+        theirs = {t for n, t in report["zygote_fds"].items() if int(n) > 2}
+        assert not theirs & set(forked["fds"].values()), (theirs, forked["fds"])
+        assert forked["threads"] == 1 and report["zygote_threads"] == 1
+        # Its own random state (two workers of one zygote differ), the signal handlers
+        # and log streams of a plain start (the site's log, not the zygote's).
+        assert forked["random"] != forked["again"]["random"]
+        assert forked["signals"] == plain["signals"]
+        assert forked["log_streams"] == plain["log_streams"], (forked["log_streams"],
+                                                               plain["log_streams"])
+        # It wrote into its own project only (and logs).
+        assert not writes, f"{name} wrote outside its project: {sorted(writes)[:5]}"
+        assert caches["forked"] == caches["plain"], (name, caches)
+        seen.add(app)
+    assert seen == set(installed_apps(host)) | {"cosi"}
+    # The empty site's rows differ from the demo data's: forked exactly from a zygote of
+    # its own data (so may the PostgreSQL site be, if its rows differ from SQLite's).
+    empty = next(n for n in probe_sites if n.startswith("zempty"))
+    assert empty in found_out, found_out
+    assert {"cosi", "noi"} & set(installed_apps(host)) <= signed_in, signed_in
+    assert {"cosi", "noi"} & set(installed_apps(host)) <= cached, cached
+
+
+@slow
+def test_a_site_whose_settings_differ_from_its_group_starts_plainly(host, cosi_sites, server):
+    """Its own plugin setting (or any attribute) is found out: it starts plainly,
+    says why in `status`, answers; fixing the settings brings the warm start back."""
+    if server.backend != "keeper":
+        pytest.skip("zygotes are the keeper's")
+    name = cosi_sites["sqlite"]
+    wait_zygotes_ready(host)
+    settings = host.root / name / "settings.py"
+    original = settings.read_text()
+    settings.write_text(original.replace(
+        "class Site(Site):  # noqa: F405\n",
+        "class Site(Site):  # noqa: F405\n    is_demo_site = False\n"))
+    try:
+        status = _served_by(host, server, name, "plain")
+        assert "is_demo_site" in status["plain_reason"], status
+    finally:
+        settings.write_text(original)
+    status = _served_by(host, server, name, "zygote")
+    assert not status["plain_reason"], status
+
+
+@slow
+def test_sites_alike_in_their_own_data_share_a_zygote_of_it(host, cosi_sites, server):
+    """Two sites whose rows in what Lino's start-up reads are alike but not the demo
+    data's (an empty site and its clone: no journals) start plainly once, then a zygote
+    of their data variant starts, and they start warm from it; it goes with them."""
+    if server.backend != "keeper":
+        pytest.skip("zygotes are the keeper's")
+    import requests
+    from linohost.keeper import control
+    from linohost.model.host import Host
+    wait_zygotes_ready(host)
+    a, b = host.unique("zva"), host.unique("zvb")
+    host("new", a, "--app", "cosi", "--empty", "--front-end", "extjs")
+    try:
+        host("clone", a, b)
+        for name in (a, b):        # (their group's zygote told the keeper their variant)
+            assert requests.get(server.url(name), timeout=300).status_code == 200
+
+        def variant():
+            rows = json.loads(host("status", "--zygotes", "--json").stdout)
+            return next((r for r in rows if r["variant"]), None)
+        wait_for("a zygote of their variant", lambda: (variant() or {}).get("state") == "ready",
+                 timeout=300)
+        z = variant()
+        assert z["sites"] == 2 and z["db"] == "sqlite" and z["front_end"] == "extjs", z
+        h = Host.open(host.root)
+        for name in (a, b):
+            control.call(h, "restart", site=name)
+            row = _served_by(host, server, name, "zygote")
+            assert row["zygote"] == z["name"] and not row["plain_reason"], row
+    finally:
+        for name in (a, b):
+            host("rm", name, "--yes", "--no-archive", check=False)
+    wait_for("their variant's zygote gone", lambda: variant() is None)
+
+
+def _served_by(host, server, name, start):
+    """Ask *name* until a worker started the *start* way answers; its status row."""
+    import requests
+    deadline = time.monotonic() + 120
+    while True:
+        r = requests.get(server.url(name), timeout=300)
+        row = next(r for r in json.loads(host("status", "--json").stdout) if r["name"] == name)
+        # a worker that started plainly before the keeper saw the change has no reason
+        if (r.status_code == 200 and row["pid"] and row["start"] == start
+                and (start != "plain" or row["plain_reason"])):
+            return row
+        assert time.monotonic() < deadline, f"{name} not started {start}: {row}"
+        time.sleep(1)
+
+
+@slow
+def test_a_sleeping_site_answers_warm_and_shares_the_zygote_memory(host, cosi_sites, server):
+    if server.backend != "keeper":
+        pytest.skip("zygotes are the keeper's")
+    import requests
+    from linohost.keeper import control
+    from linohost.model.host import Host
+    name = cosi_sites["sqlite"]
+    wait_zygotes_ready(host)
+    control.call(Host.open(host.root), "restart", site=name)     # its worker leaves
+    deadline = time.monotonic() + 60
+    while site_pids(host).get(name) and time.monotonic() < deadline:
+        time.sleep(0.5)                               # it sleeps
+    assert not site_pids(host).get(name)
+    t0 = time.monotonic()
+    r = requests.get(server.url(name), timeout=300)
+    took = time.monotonic() - t0
+    assert r.status_code == 200
+    row = next(r for r in json.loads(host("status", "--json").stdout) if r["name"] == name)
+    assert row["start"] == "zygote", row
+    # Warm: well under a plain start (seconds); generous for a loaded CI machine.
+    assert took < 2.5, took
+    assert row["pss_kib"] < row["rss_kib"] / 1.5, row     # most of it shared
+
+
+@slow
+def test_a_killed_zygote_is_replaced_and_its_sites_still_answer(host, cosi_sites, server):
+    if server.backend != "keeper":
+        pytest.skip("zygotes are the keeper's")
+    import os
+    import signal
+
+    import requests
+    name = cosi_sites["postgresql"]
+
+    def zygote():
+        rows = json.loads(host("status", "--zygotes", "--json").stdout)
+        return next((r for r in rows if r["app"] == "lino_cosi.lib.cosi.settings"
+                     and r["db"] == "postgresql" and r["front_end"] == "extjs"
+                     and not r["variant"]), None)
+
+    deadline = time.monotonic() + 300
+    while not (zygote() or {}).get("state") == "ready":
+        assert time.monotonic() < deadline, zygote()
+        time.sleep(1)
+    old = zygote()["pid"]
+    os.kill(old, signal.SIGKILL)
+    with host_config(host, **{"keeper.idle_timeout": 1}):
+        time.sleep(3)                                       # the site sleeps
+        assert requests.get(server.url(name), timeout=300).status_code == 200
+    deadline = time.monotonic() + 120
+    while True:
+        z = zygote()
+        if z and z["state"] == "ready" and z["pid"] != old:
+            break
+        assert time.monotonic() < deadline, z
+        time.sleep(1)
+    assert not os.path.exists(f"/proc/{old}/status") or \
+        "zombie" in open(f"/proc/{old}/status").read()
