@@ -8,7 +8,7 @@ as hashes), the Site's and its plugins' attributes, and their answers to the sam
 requests in one signed-in session (pages, the JSON API of several tables, the
 user's settings: the front end's site data), and the site caches they build; the
 test compares them after masking tokens and times. Also: the worker holds nothing
-of its zygote (descriptors, threads), writes only into its own project, and a site
+of its zygote (descriptors, threads), writes only into the projects probed, and a site
 whose settings differ from its group is found out and started plainly.
 """
 
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -120,8 +121,17 @@ def tree(root, skip):
     return out
 
 
-def probe(host, name, app, domain, tmp):
-    """Run both probes of *name*; (report, forked dump, plain dump, caches, writes)."""
+def probe(host, name, app, domain):
+    """Run both probes of *name*; (report, forked dump, plain dump, caches)."""
+    # Not under pytest's tmp_path (mode 700): the site users write there.
+    tmp = Path(tempfile.mkdtemp(prefix=f"probe-{name}-", dir="/tmp"))
+    try:
+        return _probe(host, name, app, domain, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _probe(host, name, app, domain, tmp):
     project = host.root / name
     cache = project / "media" / "cache"
     kept = project / "media" / "cache.kept"
@@ -133,8 +143,6 @@ def probe(host, name, app, domain, tmp):
     spec = {"requests": requests_for(host, name, app), "host": domain,
             "fork_out": str(tmp / "fork.json"), "plain_out": str(tmp / "plain.json"),
             "forked_cache": str(forked_cache), "fork_again": str(tmp / "again.json")}
-    skip = [project, host.root / "logs", host.root / "run", host.root / "home"]
-    before = tree(host.root, skip)
     try:
         p = subprocess.run([sys.executable, str(HERE / "zygote_probe.py"), str(host.root),
                             name, json.dumps(spec)], capture_output=True, text=True,
@@ -146,7 +154,6 @@ def probe(host, name, app, domain, tmp):
         assert report["fork"]["code"] == 0 and report["fork"]["status"] == ["forked"], report
         caches = {"forked": cache_files(forked_cache), "plain": cache_files(cache)}
     finally:
-        after = tree(host.root, skip)
         for built in (cache, forked_cache):
             shutil.rmtree(built, ignore_errors=True)
         if had_cache:
@@ -154,8 +161,7 @@ def probe(host, name, app, domain, tmp):
     forked = json.loads((tmp / "fork.json").read_text())
     plain = json.loads((tmp / "plain.json").read_text())
     forked["again"] = json.loads((tmp / "again.json").read_text())
-    writes = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    return report, forked, plain, caches, writes
+    return report, forked, plain, caches
 
 
 def compare(forked, plain):
@@ -180,18 +186,25 @@ def compare(forked, plain):
 
 
 @slow
+@pytest.mark.timeout(2400)                # nine sites made and probed twice each
 def test_a_forked_worker_is_exactly_its_site(host, probe_sites):
     """Each site forked is exact: from its group's zygote, or where its data differ from
     the demo data in what Lino's start-up reads (an empty site has no journals), from a
     zygote of its own data variant."""
     seen, found_out, signed_in, cached = set(), set(), set(), set()
-    for name, (app, domain) in probe_sites.items():
-        # Not under pytest's tmp_path (mode 700): the site users write there.
-        tmp = Path(tempfile.mkdtemp(prefix=f"probe-{name}-", dir="/tmp"))
-        try:
-            report, forked, plain, caches, writes = probe(host, name, app, domain, tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    # Two sites at a time (a probe keeps one core busy); meanwhile nothing is written
+    # outside the probed sites' projects (and logs).
+    skip = [*(host.root / n for n in probe_sites),
+            host.root / "logs", host.root / "run", host.root / "home"]
+    before = tree(host.root, skip)
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(probe_sites, pool.map(lambda item: probe(host, item[0], *item[1]),
+                                                 probe_sites.items())))
+    after = tree(host.root, skip)
+    writes = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert not writes, f"written outside the probed projects: {sorted(writes)[:5]}"
+    for name, (report, forked, plain, caches) in results.items():
+        app = probe_sites[name][0]
         if report.get("variant"):               # forked from a zygote of its own data
             reason = report["demo_fork"]["status"][-1]
             assert reason.startswith("inexact its database differs"), report
@@ -222,8 +235,6 @@ def test_a_forked_worker_is_exactly_its_site(host, probe_sites):
         assert forked["signals"] == plain["signals"]
         assert forked["log_streams"] == plain["log_streams"], (forked["log_streams"],
                                                                plain["log_streams"])
-        # It wrote into its own project only (and logs).
-        assert not writes, f"{name} wrote outside its project: {sorted(writes)[:5]}"
         assert caches["forked"] == caches["plain"], (name, caches)
         seen.add(app)
     assert seen == set(installed_apps(host)) | {"cosi"}

@@ -32,7 +32,8 @@ def main():
     owner = system.owner_of(name)
     set_child_subreaper()                     # the forked worker becomes our child
     report = {}
-    z = Zygote(host, group_of(host, site), site, tag="_probe")   # not the keeper's
+    tag = f"_probe{os.getpid()}"            # not the keeper's, nor another probe's
+    z = Zygote(host, group_of(host, site), site, tag=tag)
     z.start()
     try:
         z.sock.setblocking(True)
@@ -58,7 +59,7 @@ def main():
                 report["demo_fork"] = report["fork"]
                 z.stop()
                 z.remove_files()
-                z = Zygote(host, group_of(host, site), site, tag="_probe",
+                z = Zygote(host, group_of(host, site), site, tag=tag,
                            variant=(variant[0][1], json.loads(variant[0][2])))
                 z.start()
                 z.sock.setblocking(True)
