@@ -236,8 +236,11 @@ def daemon_uid(host, site):
     return os.stat(f"/proc/{pid}").st_uid if pid else None
 
 
-def test_apache_serves_media_and_static_and_each_daemon_runs_as_its_site(host, server, sites):
-    a, b = sites["b_sq"], sites["a_pg"]
+def test_apache_serves_media_and_static_and_each_daemon_runs_as_its_site(
+        host, server, cosi_sites):
+    """On the session's sites: this module's own would be made twice more (pytest runs
+    the tests of the session's server, under each backend, before the others)."""
+    a, b = cosi_sites["sqlite"], cosi_sites["postgresql"]
     for s in (a, b):
         # a file the site itself writes into its media/ (umask 027: not for others)
         host("manage", s, "--", "shell", "-c",
