@@ -15,10 +15,23 @@ pytestmark = pytest.mark.slow
 BREAKS_NOI = "lino-noi==25.1.0"
 
 
-def count(host, site, model):
-    out = host("manage", site, "--", "shell", "-c",
-               f"from lino.api import rt; print('COUNT', rt.models.{model}.objects.count())").stdout
-    return int(out.split("COUNT ")[1].split()[0])
+#: What a site holds and whether Django's checks pass, in one Lino start.
+STATE = """
+import io
+from django.core.management import call_command
+from lino.api import rt
+out = io.StringIO()
+call_command("check", stdout=out, stderr=out)
+print("STATE", rt.models.contacts.Partner.objects.count(), rt.models.users.User.objects.count(),
+      "no issues" in out.getvalue())
+"""
+
+
+def state(host, site):
+    """(partners, users, checks pass) of *site*."""
+    out = host("manage", site, "--", "shell", "-c", STATE).stdout
+    partners, users, ok = out.split("STATE ")[1].split()[:3]
+    return int(partners), int(users), ok == "True"
 
 
 def site_env(host, name):
@@ -40,14 +53,13 @@ def fleet(host):
 
 
 def snapshot(host, sites):
-    return {n: (count(host, n, "contacts.Partner"), count(host, n, "users.User"))
-            for n in sites.values()}
+    """{site: (partners, users, checks pass)}."""
+    return {n: state(host, n) for n in sites.values()}
 
 
 def assert_working(host, sites, before):
+    assert all(ok for _, _, ok in before.values()), before
     for name in sites.values():
-        assert "no issues" in host("manage", name, "--", "check").stderr + \
-            host("manage", name, "--", "check").stdout
         assert not (host.root / name / "maintenance.html").exists()
     assert snapshot(host, sites) == before
     assert not list((host.root / "run" / "journal").glob("*.json"))
