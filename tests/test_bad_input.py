@@ -381,7 +381,8 @@ def test_two_new_at_once_are_serialised(host):
         first_done = max(t for t, line in events[first] if "initialising" in line)
         second_work = min(t for t, line in events[second] if "initialising" in line)
         assert second_work > first_done
-        assert next(t for t, line in events[first] if "ready" in line) < second_work + 1
+        # (The first says "ready" only after giving the lock up, once a running
+        # `linohost serve` routes its site: the second may have begun by then.)
         listed = host("list").stdout
         assert all(n in listed for n in names)
     finally:
