@@ -349,6 +349,22 @@ def processes_in(directory):
 
 # -- the lock ----------------------------------------------------------------------
 
+def test_a_command_waiting_for_the_lock_leaves_the_holders_journal_alone(bare):
+    """Every command repairs what interrupted ones left, but only under the lock: a
+    journal write in progress (its temp file) looks like one cut short."""
+    from linohost.apply.lock import host_lock
+    from linohost.model.host import Host
+    journal = bare.root / "run" / "journal"
+    journal.mkdir(parents=True, exist_ok=True)
+    writing = journal / ".new-x.json.abc123.tmp"
+    with host_lock(Host.open(bare.root)):
+        writing.write_text("{")
+        bare("list")
+        assert writing.exists()
+    bare("list")                        # the lock is free: this one tidies
+    assert not writing.exists()
+
+
 @pytest.mark.slow
 def test_two_new_at_once_are_serialised(host):
     names = [host.unique("conc"), host.unique("conc")]
@@ -369,9 +385,10 @@ def test_two_new_at_once_are_serialised(host):
 
     procs = [start(n) for n in names]
     try:
-        for p, t in procs:
-            assert p.wait(600) == 0, events
+        for (p, t), n in zip(procs, names):
+            code = p.wait(600)
             t.join(10)
+            assert code == 0, "\n".join(f"{n}: {line}" for _, line in events[n])
         text = {n: "\n".join(line for _, line in events[n]) for n in names}
         waited = [n for n in names if "another linohost command is changing this host: waiting"
                   in text[n]]

@@ -35,7 +35,7 @@ class State:
         """The host root; first, unless another command is at work on it, repair
         what an interrupted command left (every command does, even `list`)."""
         host = Host.open(Host.resolve_root(self.root))
-        if Journal.pending(host):
+        if Journal.left(host):
             with host_lock(host, wait=False) as got:
                 if got:
                     self._repair(self.context(host))

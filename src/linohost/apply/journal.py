@@ -70,13 +70,22 @@ class Journal:
             self.commit()
         return errors
 
+    @staticmethod
+    def left(host):
+        """Whether interrupted operations left anything (a journal, or a journal
+        write cut short); reads only, so it needs no lock."""
+        d = host.run_dir / "journal"
+        return d.is_dir() and any(p for pattern in ("*.json", ".*.tmp") for p in d.glob(pattern))
+
     @classmethod
     def pending(cls, host):
         """Journals left by interrupted operations, the latest started first (an
-        operation nested in another is repaired before the outer one)."""
+        operation nested in another is repaired before the outer one). Only under
+        the host lock: it removes journal writes cut short (another command's
+        write in progress would look the same)."""
         d = host.run_dir / "journal"
         out = []
-        for tmp in d.glob(".*.tmp") if d.is_dir() else ():   # a journal write cut short
+        for tmp in d.glob(".*.tmp") if d.is_dir() else ():
             tmp.unlink(missing_ok=True)
         for p in sorted(d.glob("*.json")) if d.is_dir() else ():
             try:
