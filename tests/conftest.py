@@ -184,6 +184,17 @@ def start_serve(h, port, timeout=900):
     raise AssertionError("serve did not answer in time")
 
 
+def announced(h, port, text, timeout=60):
+    """Wait until `serve`'s output (start_serve's log) contains *text*; return it.
+    (The landing page may answer a moment before `serve` says so.)"""
+    import time
+    log = h.root.parent / f"serve-{port}.log"
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return log.read_text()
+
+
 def stop_serve(server, sig=None):
     import signal
     server.proc.send_signal(sig or signal.SIGTERM)

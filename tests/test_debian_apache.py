@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, site_pids, start_serve, stop_serve
+from conftest import announced, free_port, site_pids, start_serve, stop_serve
 from linohost.backends.web import DebianApache, EmbeddedApache, serve_apache, serve_modules
 from linohost.backends.web.base import BASE_MODULES
 from linohost.errors import UsageError
@@ -21,15 +21,6 @@ debian_only = pytest.mark.skipif(not (MODULES / "mod_wsgi.so").exists(),
                                  reason="apache2 and libapache2-mod-wsgi-py3 are not installed")
 WSGI_SITES = (*BASE_MODULES, "wsgi", "alias")
 PROXY_SITES = (*BASE_MODULES, "proxy", "proxy_http", "headers")
-
-
-def announced(h, port, text, timeout=60):
-    """Wait until `serve`'s output (start_serve's log) contains *text*; return it."""
-    log = h.root.parent / f"serve-{port}.log"
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return log.read_text()
 
 
 def exe_of(pid):

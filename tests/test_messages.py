@@ -18,7 +18,7 @@ import requests
 import tomli_w
 import tomllib
 
-from conftest import (LINOHOST, HostRoot, free_port, make_root, start_serve,
+from conftest import (LINOHOST, HostRoot, announced, free_port, make_root, start_serve,
                       stop_serve)
 from leftovers import assert_one_error_line, assert_site_absent, server_leftovers, snapshot
 
@@ -389,9 +389,9 @@ def test_public_server_name_also_shows_local_urls(other_root):
         f"site {name} ready: {public} (on this machine: {local})"), p.stderr
     server = start_serve(other_root, port)
     try:
-        log = (other_root.root.parent / f"serve-{port}.log").read_text()
-        assert (f"at http://localhost:{port}/, public name http://lino.example.org:{port}/"
-                in log), log
+        said = f"at http://localhost:{port}/, public name http://lino.example.org:{port}/"
+        log = announced(other_root, port, said)
+        assert said in log, log
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=30).text
         assert f'href="{local}"' in page and f'href="{public}"' in page, page
         r = requests.get(local, timeout=120)
