@@ -240,29 +240,50 @@ def machine_has(name):
     return _locale_key(name) in {_locale_key(n) for n in out}
 
 
+#: The locale of this test's sites only: it takes it from the machine for a while,
+#: and other tests' sites (Cosi's is de_BE.UTF-8) must keep theirs meanwhile.
+LOCALE = "nl_BE.UTF-8"
+
+
+@pytest.fixture
+def dutch_app(host):
+    """A settings module in the session's environment: Cosi with LOCALE as its
+    site_locale."""
+    [site_packages] = (host.root / "envs" / "default").glob("lib/python3*/site-packages")
+    pkg = site_packages / "linohost_dutchapp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "settings.py").write_text(
+        "from lino_cosi.lib.cosi.settings import *  # noqa\n\n\n"
+        f"class Site(Site):  # noqa\n    site_locale = {LOCALE!r}\n")
+    yield "linohost_dutchapp.settings"
+    shutil.rmtree(pkg)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="generating a locale needs root")
-def test_new_generates_the_locale_the_site_asks_for(host, site):
-    """Cosi's site_locale is de_BE.UTF-8: without it every manage command warns."""
-    if machine_has("de_BE.UTF-8"):               # as on a fresh machine
-        subprocess.run(["localedef", "--delete-from-archive", "de_BE.utf8"], check=True)
-    assert not machine_has("de_BE.UTF-8")
+def test_new_generates_the_locale_the_site_asks_for(host, dutch_app):
+    """Lino sets its site_locale (Cosi's is de_BE.UTF-8) at every start and warns
+    when the machine lacks it: `new` generates it, once."""
+    first, name, other = host.unique("loc"), host.unique("loc"), host.unique("loc")
+    host("new", first, "--app", dutch_app, "--empty")
+    if machine_has(LOCALE):                      # as on a fresh machine
+        subprocess.run(["localedef", "--delete-from-archive", "nl_BE.utf8"], check=True)
+    assert not machine_has(LOCALE)
     shell = ["--", "shell", "-c", "print(1)"]
-    p = host("manage", site, *shell)
-    assert "de_BE.UTF-8 : unsupported locale setting" in p.stdout + p.stderr  # the symptom
-    name = host.unique("loc")
-    p = host("new", name, "--app", "cosi", "--empty", "--languages", "en,de")
-    assert p.stderr.count("generating locale de_BE.UTF-8") == 1, p.stderr
-    assert machine_has("de_BE.UTF-8")
-    assert "de_BE.UTF-8 UTF-8" in Path("/etc/locale.gen").read_text().splitlines()
-    for s in (name, site):
+    p = host("manage", first, *shell)
+    assert f"{LOCALE} : unsupported locale setting" in p.stdout + p.stderr  # the symptom
+    p = host("new", name, "--app", dutch_app, "--empty")
+    assert p.stderr.count(f"generating locale {LOCALE}") == 1, p.stderr
+    assert machine_has(LOCALE)
+    assert f"{LOCALE} UTF-8" in Path("/etc/locale.gen").read_text().splitlines()
+    for s in (name, first):
         p = host("manage", s, *shell)
         assert p.stdout.strip().splitlines()[-1] == "1", p.stdout
         assert "unsupported locale" not in p.stdout + p.stderr, p.stderr
-    other = host.unique("loc")                    # once: the next site says nothing
-    p = host("new", other, "--app", "cosi", "--empty")
+    p = host("new", other, "--app", dutch_app, "--empty")     # once: the next says nothing
     assert "locale" not in p.stderr, p.stderr
-    for s in (name, other):
+    for s in (first, name, other):
         host("rm", s, "--yes", "--no-archive")
 
 
