@@ -22,6 +22,54 @@ import tomli_w
 
 LINOHOST = [sys.executable, "-m", "linohost"]
 _counter = itertools.count()
+#: Unique per process and per pytest-xdist worker (gw0, gw1 ...: its last digit):
+#: site names become Unix user names, which two workers share.
+_TAG = (os.getpid() % 100) * 10 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) % 10
+
+
+# -- two at once (pytest-xdist: `pytest -n 2 --dist loadgroup`) ---------------------
+
+#: Modules that change a thing of the machine, not of a host root, that another
+#: of them reads: they run on one worker, one after the other.
+MACHINE_GROUPS = {"test_system_apache.py": "etc-apache",   # /etc/apache2, and a copy of it
+                  "test_tls.py": "etc-apache"}
+
+#: The groups that take longest, first: a worker that is free takes the next group,
+#: so the long ones must not come last.
+LONGEST_FIRST = ("serving-keeper", "serving-mod_wsgi", "test_upgrade.py", "test_zygote.py",
+                 "test_backup.py", "test_bad_input.py", "test_messages.py", "test_users.py")
+
+
+def _group(item):
+    if "server" in item.fixturenames:
+        return f"serving-{item.callspec.params['server']}"
+    return MACHINE_GROUPS.get(item.path.name, item.path.name)
+
+
+def pytest_itemcollected(item):
+    """Every test goes with its group to one worker: the tests that use the session's
+    server under one process backend (a worker starts the server it needs), else
+    its module's (module fixtures are made once), or a machine group."""
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest groups first (stable: pytest's order within a group)."""
+    def rank(item):
+        g = _group(item)
+        return LONGEST_FIRST.index(g) if g in LONGEST_FIRST else len(LONGEST_FIRST)
+    items[:] = sorted(items, key=rank)
+
+
+def pytest_collection_finish(session):
+    """Refuse to run two at once ungrouped: xdist marks a group in the test ids
+    (pytest-xdist#1386: not under pytest 9.2)."""
+    if session.config.getoption("dist", "no") == "loadgroup" or \
+            getattr(session.config.option, "loadgroup", False):
+        ungrouped = [i.nodeid for i in session.items if "@" not in i.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and "
+                                    f"{len(ungrouped) - 1} more): see pytest-xdist#1386")
 
 
 def linohost(root, *args, check=True, env=None, input=None, timeout=900):
@@ -65,7 +113,7 @@ class HostRoot:
         return linohost(self.root, *args, **kw)
 
     def unique(self, prefix):
-        return f"{prefix}{os.getpid() % 1000}x{next(_counter)}"
+        return f"{prefix}{_TAG}x{next(_counter)}"
 
     def db_name(self, site):
         """The database and user name `new` gives *site* here (the host's db_prefix)."""
@@ -334,3 +382,5 @@ def bare():
     h("init")
     yield h
     shutil.rmtree(root, ignore_errors=True)
+
+
