@@ -36,8 +36,9 @@ MACHINE_GROUPS = {"test_system_apache.py": "etc-apache",   # /etc/apache2, and a
 
 #: The groups that take longest, first: a worker that is free takes the next group,
 #: so the long ones must not come last.
-LONGEST_FIRST = ("serving-keeper", "serving-mod_wsgi", "test_upgrade.py", "test_zygote.py",
-                 "test_backup.py", "test_bad_input.py", "test_messages.py", "test_users.py")
+LONGEST_FIRST = ("serving-keeper", "test_upgrade.py", "test_zygote.py", "test_backup.py",
+                 "serving-mod_wsgi", "test_messages.py", "test_lifecycle.py", "test_users.py",
+                 "test_secrets.py", "test_bad_input.py")
 
 
 def _group(item):
@@ -51,6 +52,13 @@ def pytest_itemcollected(item):
     server under one process backend (a worker starts the server it needs), else
     its module's (module fixtures are made once), or a machine group."""
     item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+def pytest_configure(config):
+    """xdist hands out the groups in the order of the tests (not by their number of
+    tests: one test can take longer than a module of them)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
