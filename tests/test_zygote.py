@@ -14,8 +14,10 @@ whose settings differ from its group is found out and started plainly.
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import host_config, site_pids, wait_for, wait_zygotes_ready
+from test_keeper import keeper_pid
 from linohost.model.apps import APPS
 
 slow = pytest.mark.slow
@@ -298,6 +301,20 @@ def test_sites_alike_in_their_own_data_share_a_zygote_of_it(host, cosi_sites, se
             control.call(h, "restart", site=name)
             row = _served_by(host, server, name, "zygote")
             assert row["zygote"] == z["name"] and not row["plain_reason"], row
+        kept = host.root / "run" / "keeper-variants.json"       # their rows: root's only
+        assert kept.stat().st_mode & 0o777 == 0o600 and kept.stat().st_uid == 0
+        # A keeper that starts again (the old one killed) knows their variant: its
+        # zygote starts before either site is asked, and each starts from it at once.
+        old = keeper_pid(server)
+        os.kill(old, signal.SIGKILL)
+        wait_for("a new keeper", lambda: keeper_pid(server) not in (None, old), timeout=120)
+        wait_for("their variant's zygote again",
+                 lambda: (variant() or {}).get("state") == "ready", timeout=300)
+        z = variant()
+        assert z["sites"] == 2, z
+        for name in (a, b):
+            row = _served_by(host, server, name, "zygote")
+            assert row["zygote"] == z["name"] and row["cold_starts"] == 1, row
     finally:
         for name in (a, b):
             host("rm", name, "--yes", "--no-archive", check=False)

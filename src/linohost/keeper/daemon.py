@@ -31,6 +31,7 @@ import socket
 import subprocess
 import time
 
+from ..apply.files import atomic_write
 from ..errors import ConfigError, UsageError
 from ..model import config
 from . import paths
@@ -125,6 +126,7 @@ class Keeper:
         try:
             set_child_subreaper()
             self._prepare_dirs()
+            self._load_variants()
             wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             signal.set_wakeup_fd(wake_w)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -368,11 +370,41 @@ class Keeper:
             self.variant_tables[(group, digest)] = json.loads(tables)
         except ValueError:
             return
+        if self.variant_of.get(name) == (group, digest):
+            return
         self.variant_of[name] = (group, digest)
         held = set(self.variant_of.values())
         for key in list(self.variant_tables):     # forget what no site holds any more
             if key not in held and key not in self.zygotes:
                 del self.variant_tables[key]
+        self._save_variants()
+
+    def _load_variants(self):
+        """What sites told the keeper before it (re)started: their variants' zygotes
+        start at once, not after a plain start of each site. Sites whose data changed
+        since are found out at their next fork, as ever."""
+        def key(group, digest):
+            return tuple(tuple(x) if isinstance(x, list) else x for x in group), digest
+        names = set(self.host.site_names())
+        try:
+            data = json.loads(paths.variants_file(self.host).read_text())
+            tables = {key(g, d): t for g, d, t in data["tables"]}
+            self.variant_of = {n: key(g, d) for n, g, d in data["sites"]
+                               if n in names and key(g, d) in tables}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("not reading %s: %s", paths.variants_file(self.host), e)
+            return
+        self.variant_tables = {k: t for k, t in tables.items() if k in self.variant_of.values()}
+
+    def _save_variants(self):
+        data = {"sites": [[n, list(g), d] for n, (g, d) in sorted(self.variant_of.items())],
+                "tables": [[list(g), d, t] for (g, d), t in self.variant_tables.items()]}
+        try:
+            atomic_write(paths.variants_file(self.host), json.dumps(data), mode=0o600)
+        except OSError as e:
+            log.warning("not keeping the sites' data variants: %s", e)
 
     def _unregister(self, fileobj):
         try:
@@ -463,7 +495,8 @@ class Keeper:
         slot.sock.close()
         paths.site_socket(self.host, slot.name).unlink(missing_ok=True)
         self.slots.pop(slot.name, None)
-        self.variant_of.pop(slot.name, None)
+        if self.variant_of.pop(slot.name, None):
+            self._save_variants()
 
     def incoming(self, slot):
         """A connection waits for a site no worker serves: start one, or answer 503."""

@@ -22,3 +22,8 @@ def keeper_lock(host):
 def zygotes_dir(host):
     """The zygotes' template projects (root's only)."""
     return host.run_dir / "zygotes"
+
+
+def variants_file(host):
+    """What sites told the keeper of their data (their zygote variants): root's only."""
+    return host.run_dir / "keeper-variants.json"
