@@ -368,6 +368,7 @@ def test_react_site_on_its_own_host_name(server, domain_sites, browser):
     site = next(iter(domain_sites))
     base = server.url(f"{site}.localhost")                 # http://SITE.localhost:PORT/
     netloc = urlparse(base).netloc
+    wait_until_served(base)     # its Lino loaded (under mod_wsgi at its first request)
     b = browser(f"domain-react-{site}")
     b.get(base)
     react_sign_in(b)
