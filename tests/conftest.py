@@ -72,8 +72,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     """Refuse to run two at once ungrouped: xdist marks a group in the test ids
     (pytest-xdist#1386: not under pytest 9.2)."""
-    if session.config.getoption("dist", "no") == "loadgroup" or \
-            getattr(session.config.option, "loadgroup", False):
+    if getattr(session.config.option, "loadgroup", False):     # set in each worker
         ungrouped = [i.nodeid for i in session.items if "@" not in i.nodeid]
         if ungrouped:
             raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and "
@@ -243,7 +242,6 @@ def start_serve(h, port, timeout=900):
 def announced(h, port, text, timeout=60):
     """Wait until `serve`'s output (start_serve's log) contains *text*; return it.
     (The landing page may answer a moment before `serve` says so.)"""
-    import time
     log = h.root.parent / f"serve-{port}.log"
     deadline = time.monotonic() + timeout
     while text not in log.read_text() and time.monotonic() < deadline:
@@ -390,5 +388,3 @@ def bare():
     h("init")
     yield h
     shutil.rmtree(root, ignore_errors=True)
-
-
