@@ -1,5 +1,6 @@
 """Many sites behind one real Apache: routing, processes, media, sessions, odd URLs."""
 
+import json
 import os
 import re
 import signal
@@ -145,13 +146,30 @@ def test_landing_page_lists_every_site(server, all_sites):
     assert r.status_code == 200
     for name, base in all_sites.items():
         assert name in r.text
+    r = requests.get(server.base + "/favicon.ico")
+    assert r.status_code == 200 and r.content[:4] in (b"\x00\x00\x01\x00", b"\x89PNG")
+
+
+def test_list_and_status_know_what_serves(host, server, cosi_sites):
+    """URLs on the port that serves (not the configured one), and a served site is
+    no failure for a monitoring script."""
+    from linohost.model.host import Host
+    assert server.port != Host.open(host.root).cfg["apache.port"]     # free_port()
+    rows = {r["name"]: r for r in json.loads(host("list", "--json").stdout)}
+    for name in cosi_sites.values():
+        assert f":{server.port}/{name}/" in rows[name]["url"], rows[name]
+    name = cosi_sites["sqlite"]
+    p = host("status", name, "--check")
+    assert json.loads(host("status", name, "--json").stdout)[0]["state"] != "unserved"
+    assert "nothing serves" not in p.stderr
 
 
 def test_new_and_rm_take_effect_while_serving(host, server):
     """`new` says "ready" once the running serve routes to the site (no 404 right
     after it), `rm` returns once it no longer does."""
     name = host.unique("live")
-    host("new", name, "--app", "cosi", "--empty")
+    p = host("new", name, "--app", "cosi", "--empty")
+    assert f":{server.port}/{name}/" in p.stderr, p.stderr        # where it is served
     assert requests.get(server.url(name), timeout=300).status_code == 200
     host("rm", name, "--yes")
     assert requests.get(server.url(name)).status_code == 404
@@ -222,6 +240,9 @@ def test_serve_stops_apache_and_every_site_process(host, cosi_sites, server, sig
     finally:
         code = stop_serve(s, sig)
     assert code == 0
+    p = host("status", "--check", check=False)       # what a monitoring script sees
+    assert p.returncode == 1 and "nothing serves the sites" in p.stderr, p.stderr
+    assert {r["state"] for r in json.loads(host("status", "--json").stdout)} == {"unserved"}
     assert [p for p in members if Path(f"/proc/{p}").exists()] == []
     assert list((host.root / "run" / "sockets").glob("*")) == []
     assert not (host.root / "run" / "keeper.sock").exists()

@@ -63,6 +63,8 @@ def test_round_trip_on_each_engine(host, cosi_sites, engine):
         assert media_files(host, copy) == media_files(host, site)
         rows = {r["name"]: r for r in json.loads(host("list", "--json").stdout)}
         assert rows[copy]["db"] == engine
+        # the copy's title is its own name's, not its source's (two "Cosi on ..." otherwise)
+        assert rows[copy]["title"] == copy.replace("_", " ").title() != rows[site]["title"]
         assert "no issues" in host("manage", copy, "--", "check").stderr + \
             host("manage", copy, "--", "check").stdout
     finally:
@@ -73,11 +75,12 @@ def test_restore_into_another_engine_through_the_portable_dump(host, cosi_sites)
     site = cosi_sites["sqlite"]
     [archive] = backup(host, site)
     copy = host.unique("xe")
-    host("restore", archive, "--as", copy, "--db", "postgresql")
+    host("restore", archive, "--as", copy, "--db", "postgresql", "--title", "Moved books")
     try:
         # ids and every row's values survive the engine change
         assert fingerprint(host, copy, ids=False) == fingerprint(host, site, ids=False)
-        assert json.loads(host("show", copy, "--json").stdout)["db"] == "postgresql"
+        row = json.loads(host("show", copy, "--json").stdout)
+        assert row["db"] == "postgresql" and row["title"] == "Moved books"
     finally:
         host("rm", copy, "--yes", "--no-archive")
 

@@ -134,6 +134,32 @@ def test_duplicate_site(host, cheap_site, db):
     assert "no issues" in p.stdout + p.stderr
 
 
+def archives(host):
+    from linohost.apply.backup import backup_dir
+    from linohost.model.host import Host
+    d = backup_dir(Host.open(host.root))
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+@pytest.mark.slow
+def test_clone_to_an_existing_name_changes_nothing(host, cheap_site):
+    """Refused before anything is made, the source's archive included; the advice
+    names what exists (clone has no --force)."""
+    before = archives(host)
+    line = refused(host, "clone", cheap_site, cheap_site, words=[cheap_site, "exists"])
+    assert "--force" not in line
+    refused(host, "clone", cheap_site, "Bad/Name", words=["site name"])
+    assert archives(host) == before
+
+
+def test_admin_options_are_for_empty_sites(host):
+    name = host.unique("adm")
+    refused(host, "new", name, "--app", "cosi", "--admin", "boss", words=["--empty"])
+    refused(host, "new", name, "--app", "cosi", "--empty", "--admin", "bad name",
+            words=["user name"])
+    assert_site_absent(host, name)
+
+
 def test_existing_database_user_is_refused_and_kept(host):
     """A PostgreSQL role of the site's database name that linohost did not make
     is not reused, and not dropped by the rollback either."""
@@ -228,6 +254,8 @@ CORRUPT = [
     (prepend('mysql = {port = "x"}\n'), "mysql.port", "mysql = "),
     (add_text('\n[ "backup" ]\nkeep_weekly = "x"\n'), "backup.keep_weekly", "keep_weekly"),
     (add_text('\n[[postgresql]]\nport = 1\n'), "postgresql", "[[postgresql]]"),
+    # a key given twice: the message names it
+    (add_text('\n[mail]\nport = 25\nport = 26\n'), "mail.port", "port = 26"),
 ]
 
 

@@ -2,6 +2,9 @@
 runs in a worker started for it, which leaves afterwards; sites' tasks never mix."""
 
 import contextlib
+import json
+import os
+import signal
 import sqlite3
 import time
 from datetime import datetime
@@ -100,6 +103,30 @@ def test_a_requested_task_runs_in_the_sleeping_site_only_and_it_sleeps_again(
     # nothing ran in the other site, and no worker of it was started
     assert tasks(host, b) == before_b
     assert status(host)[b]["job_wakes"] == row_b["job_wakes"]
+
+
+def test_a_restarted_keeper_wakes_no_site_whose_schedule_it_knows(host, kserver, jobs_on,
+                                                                  two_sites):
+    """What workers said of their sites' next task is kept (root's only): a keeper that
+    starts again wakes only the sites whose task is due or whose schedule it never saw."""
+    from test_keeper import keeper_pid
+    for n in two_sites:
+        asleep_with_known_schedule(host, n)
+    kept = host.root / "run" / "keeper-schedules.json"
+    assert set(two_sites) <= set(json.loads(kept.read_text()))
+    assert kept.stat().st_uid == 0 and kept.stat().st_mode & 0o077 == 0
+    old = keeper_pid(kserver)
+    os.kill(old, signal.SIGKILL)
+    wait_for("a new keeper", lambda: keeper_pid(kserver) not in (None, old), timeout=60)
+    rows = wait_for("the new keeper's answer", lambda: (
+        (r := status(host)) and all(r[n]["job_wakes"] is not None for n in two_sites) and r))
+    assert all(rows[n]["next_job"] for n in two_sites), rows     # known from the start
+    deadline = time.monotonic() + 20            # a keeper that knew nothing woke them at once
+    while time.monotonic() < deadline:
+        rows = status(host)
+        for n in two_sites:
+            assert rows[n]["job_wakes"] == 0 and rows[n]["state"] == "sleeping", rows[n]
+        time.sleep(0.5)
 
 
 def test_a_scheduled_task_wakes_the_sleeping_site_on_time(host, jobs_on, two_sites):

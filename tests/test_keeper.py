@@ -271,3 +271,65 @@ def test_host_header_reaches_django(host, kserver, cosi_sites):
     url = kserver.url(name)
     assert requests.get(url, headers={"Host": "localhost"}).status_code == 200
     assert requests.get(url, headers={"Host": "evil.example"}).status_code == 400
+
+
+# -- a burst of first requests right after a start (issue 18) --------------------------
+
+@slow
+@pytest.mark.timeout(1500)
+def test_a_burst_after_serve_starts_waits_for_the_zygote_and_is_bounded(host, kserver):
+    """Thirty sleeping sites of one group get their first request at once, right after
+    `serve` starts: each is answered by its own site, none starts plainly beside the
+    zygote that is starting, and the keeper never starts more than it admits."""
+    import concurrent.futures
+    from conftest import start_serve, stop_serve
+    from linohost.keeper import control
+    names = [host.unique("burst") for _ in range(30)]
+    for n in names:
+        host("new", n, "--app", "cosi", "--front-end", "extjs", "--title", f"Burst {n}")
+    stop_serve(kserver)
+    seen = {"plain": 0, "zygote": 0, "plain_starts": []}
+    try:
+        with host_config(host, **{"keeper.max_starting": 2}):
+            s = start_serve(host, kserver.port, timeout=300)
+            kserver.proc = s.proc
+            h = Host.open(host.root)
+            stop = threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    try:
+                        rows = control.call(h, "status", timeout=10)["sites"]
+                    except (control.NotRunning, OSError):
+                        continue
+                    for mode in ("plain", "zygote"):
+                        seen[mode] = max(seen[mode], sum(
+                            1 for r in rows if r["state"] == "starting" and r["start"] == mode))
+                    time.sleep(0.05)
+
+            def first(n):
+                r = requests.get(s.url(n), timeout=300)
+                return r.status_code, f"Burst {n}" in r.text
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            t0 = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+                answers = dict(zip(names, pool.map(first, names)))
+            took = time.monotonic() - t0
+            stop.set()
+            sampler.join()
+            print(f"\n30 first requests right after serve started: all answered in "
+                  f"{took:.1f} s; at most {seen['zygote']} forks and {seen['plain']} plain "
+                  f"starts at once")
+            assert answers == {n: (200, True) for n in names}
+            rows = status(host)
+            assert {rows[n]["start"] for n in names} == {"zygote"}, \
+                {n: rows[n]["plain_reason"] for n in names if rows[n]["start"] != "zygote"}
+            assert seen["plain"] <= 2 and seen["zygote"] <= 8
+    finally:
+        if kserver.proc.poll() is None:
+            stop_serve(kserver)
+        kserver.proc = start_serve(host, kserver.port, timeout=300).proc
+        for n in names:
+            host("rm", n, "--yes", "--no-archive", check=False)

@@ -123,6 +123,100 @@ def test_root_is_accepted_after_the_subcommand(tmp_path):
     assert_one_error_line(p, 2, "not a linohost root", str(tmp_path / "nothing"))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    ["manage", "SITE", "--root", "ROOT", "--", "check"],
+    ["manage", "--root", "ROOT", "SITE", "check"],
+    ["show", "SITE", "--root", "ROOT"],
+    ["status", "SITE", "--root", "ROOT"],
+    ["run", "SITE", "--root", "ROOT", "--", "check"],
+])
+def test_root_is_accepted_after_positional_arguments(host, site, command):
+    args = [{"SITE": site, "ROOT": str(host.root)}.get(a, a) for a in command]
+    p = run(*args, env={"LINOHOST_ROOT": "/nonexistent"})
+    assert p.returncode == 0, p.stderr
+
+
+# -- status: what serves, whole lines ---------------------------------------------------
+
+def a_site_record(h, name):
+    """A site in the registry of *h* (status reads no more of it)."""
+    from linohost.model.site import Site
+    (h.root / "registry" / f"{name}.toml").write_text(Site(
+        name=name, app="cosi", settings_module="lino_cosi.lib.cosi.settings",
+        env="default", db="sqlite", title="Help desk").dumps())
+
+
+def test_status_says_when_nothing_serves(empty_root):
+    name = "helpdesk_of_the_county_town"       # longer than 80 columns allow beside the rest
+    a_site_record(empty_root, name)
+    p = empty_root("status")
+    [row] = [line for line in p.stdout.splitlines() if line.startswith(name)]
+    assert row.split()[:2] == [name, "unserved"], p.stdout
+    assert "nothing serves the sites" in p.stderr and "linohost serve" in p.stderr
+    [r] = json.loads(empty_root("status", "--json").stdout)
+    assert r["state"] == "unserved"
+    p = empty_root("status", "--check", check=False)
+    assert_one_error_line(p, 1, "nothing serves the sites")
+
+
+# -- the first admin of an empty site ----------------------------------------------------
+
+CHECK_PASSWORD = """
+from lino.api import rt
+u = rt.models.users.User.objects.get(username={name!r})
+print("ADMIN", u.user_type.name, u.check_password({password!r}))
+"""
+
+
+@pytest.mark.slow
+def test_an_empty_site_gets_a_first_admin_and_commands_need_no_demo_user(host):
+    name = host.unique("club")
+    p = host("new", name, "--app", "cosi", "--empty", "--admin", "boss",
+             "--admin-password-file", "-", input="s3cret-Pa55\n")
+    try:
+        assert "first admin" in p.stderr and "boss" in p.stderr and "s3cret" not in p.stderr
+        out = host("manage", name, "--", "shell", "-c",
+                   CHECK_PASSWORD.format(name="boss", password="s3cret-Pa55")).stdout
+        assert "ADMIN admin True" in out, out
+        # Lino's checkdata signs in as the site's first admin (not the demo's robin)
+        r = json.loads(host("run", name, "--json", "--", "checkdata").stdout)
+        assert r[0]["exit_code"] == 0, r
+        p = host("manage", name, "--", "checkdata")
+        assert "checks have been run" in p.stdout + p.stderr
+        assert not list((host.root / name).glob(".first-admin*"))
+    finally:
+        host("rm", name, "--yes", "--no-archive")
+    # without a password file: a new one, shown once, that works
+    name = host.unique("club")
+    p = host("new", name, "--app", "cosi", "--empty")
+    try:
+        m = re.search(r"first admin of \S+: admin, password (\S+) \(shown once", p.stderr)
+        assert m, p.stderr
+        out = host("manage", name, "--", "shell", "-c",
+                   CHECK_PASSWORD.format(name="admin", password=m.group(1))).stdout
+        assert "ADMIN admin True" in out, out
+        assert m.group(1) not in (host.root / "registry" / f"{name}.toml").read_text()
+    finally:
+        host("rm", name, "--yes", "--no-archive")
+
+
+# -- check --deploy ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_show_names_the_deployment_warnings_check_deploy_gives(host, site):
+    p = host("manage", site, "--", "check", "--deploy", check=False)
+    given = sorted(set(re.findall(r"\((security\.W\d+)\)", p.stdout + p.stderr)))
+    shown = json.loads(host("show", site, "--json").stdout)["deploy_warnings"]
+    assert sorted(w.split(":")[0] for w in shown) == given, (shown, p.stdout + p.stderr)
+    assert all("tls.mode is off" in w for w in shown)
+
+
+def test_serve_help_names_both_backends():
+    out = run("serve", "--help").stdout
+    assert "keeper" in out and "mod_wsgi" in out
+
+
 # -- Ctrl-C ----------------------------------------------------------------------------
 
 def test_ctrl_c_during_start_up_prints_one_line(empty_root):
@@ -211,6 +305,22 @@ def test_declined_rm_says_nothing_was_removed(host, site):
     assert site in [s["name"] for s in json.loads(host("list", "--json").stdout)]
     p = host("manage", site, "--", "check")
     assert "no issues" in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+def test_rm_reads_the_answer_from_a_pipe(host, site):
+    before = snapshot(host)
+    p = host("rm", site, input="n\n", check=False)
+    assert "Remove it?" in p.stderr and p.returncode == 1
+    assert p.stderr.splitlines()[-1].startswith(
+        f"linohost: error: not confirmed: nothing of {site} was removed"), p.stderr
+    assert snapshot(host) == before
+    p = host("rm", site, check=False, input="")           # no answer: nothing removed
+    assert p.returncode == 1 and snapshot(host) == before
+    copy = host.unique("pipe")
+    host("clone", site, copy)
+    host("rm", copy, "--no-archive", input="y\n")
+    assert_site_absent(host, copy)
 
 
 @pytest.mark.slow

@@ -133,7 +133,9 @@ def private_files(host, site):
 def test_each_site_runs_as_its_own_system_user(host, sites):
     for name in sites.values():
         pw = user_of(name)
-        assert 100 <= pw.pw_uid < 1000 and pw.pw_shell == "/usr/sbin/nologin"
+        # from the host's own range (site_ids), never Debian's system range 100-999
+        assert 70000 <= pw.pw_uid <= 99999 and pw.pw_gid == pw.pw_uid
+        assert pw.pw_shell == "/usr/sbin/nologin"
         assert pw.pw_dir == str(host.root / "home" / name)
         # linohost runs its commands as it
         out = host("manage", name, "--", "shell", "-c",
@@ -309,6 +311,85 @@ def test_interrupted_new_leaves_no_user(host, sig):
         assert "repairing an interrupted new" in host("list").stderr
     assert snapshot(host) == before, snapshot(host) ^ before
     assert_site_absent(host, name)
+
+
+# -- ids from the host's range ------------------------------------------------------
+
+def _free_run(start, length):
+    """The first id >= *start* such that it and the next *length* - 1 are nobody's."""
+    import grp
+    used = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+    n = start
+    while any(i in used for i in range(n, n + length)):
+        n += length
+    return n
+
+
+def test_site_ids_come_from_the_hosts_range_and_are_never_shared(host):
+    first = _free_run(91000 + (os.getpid() % 500) * 8, 4)
+    taken = "lhtaken" + str(os.getpid() % 10000)
+    subprocess.run(["groupadd", "--gid", str(first + 1), taken], check=True)
+    subprocess.run(["useradd", "--system", "--uid", str(first + 1), "--gid", str(first + 1),
+                    "--no-create-home", taken], check=True, capture_output=True)
+    made = []
+    try:
+        with host_config(host, site_ids=f"{first}-{first + 3}"):
+            for _ in range(3):
+                made.append(host.unique("rng"))
+                host("new", made[-1], "--app", "cosi", "--empty")
+            ids = [(user_of(n).pw_uid, user_of(n).pw_gid) for n in made]
+            assert ids == [(first, first), (first + 2, first + 2), (first + 3, first + 3)]
+            p = host("show", made[0], "--json")
+            assert json.loads(p.stdout)["site_ids_left"] == 0
+            before = snapshot(host)
+            fourth = host.unique("rng")
+            p = host("new", fourth, "--app", "cosi", "--empty", check=False)
+            assert_one_error_line(p, 2, "no id is left", f"{first}-{first + 3}")
+            assert snapshot(host) == before
+            assert_site_absent(host, fourth)
+        with host_config(host, site_ids="900-1100"):           # not linohost's to take
+            p = host("new", host.unique("rng"), "--app", "cosi", "--empty", check=False)
+            assert_one_error_line(p, 2, "overlaps", "system users")
+            assert snapshot(host) == before
+    finally:
+        for n in made:
+            host("rm", n, "--yes", "--no-archive", check=False)
+        subprocess.run(["userdel", taken], check=False)
+
+
+def test_a_site_moves_from_the_system_range_into_the_range_and_still_serves(host, kserver):
+    name = host.unique("mv")
+    host("new", name, "--app", "cosi", "--empty")
+    try:
+        pw = user_of(name)
+        # as an earlier linohost made it: an id of Debian's system range, its files with it
+        old = next(i for i in range(999, 100, -1) if _free_run(i, 1) == i)
+        user = PREFIX + name
+        subprocess.run(["groupmod", "--gid", str(old), user], check=True)
+        subprocess.run(["usermod", "--uid", str(old), "--gid", str(old), user], check=True)
+        tops = [host.root / name, host.root / "home" / name,
+                *(host.root / "secrets").glob(f"*-{name}")]
+        for top in tops:
+            subprocess.run(["chown", "-hR", f"--from={pw.pw_uid}", str(old), top], check=True)
+            subprocess.run(["chown", "-hR", f"--from=:{pw.pw_gid}", f":{old}", top], check=True)
+        assert requests.get(kserver.url(name), timeout=300).status_code == 200
+        wait_for("its worker", lambda: site_pids(host).get(name))
+        p = host("move-ids", name)
+        new = user_of(name).pw_uid
+        assert 70000 <= new <= 99999 and user_of(name).pw_gid == new, p.stderr
+        assert f"moved from id {old} to {new}" in p.stderr
+        for top in tops:
+            for path in [top, *top.rglob("*")]:
+                st = path.lstat()
+                assert old not in (st.st_uid, st.st_gid), path
+        media = (host.root / name / "media").stat()
+        assert media.st_uid == new and media.st_gid == pwd.getpwnam("www-data").pw_gid
+        assert requests.get(kserver.url(name), timeout=300).status_code == 200
+        pid = wait_for("its new worker", lambda: site_pids(host).get(name))
+        assert Path(f"/proc/{pid}").stat().st_uid == new
+        assert "already has an id" in host("move-ids", name).stderr      # nothing to do
+    finally:
+        host("rm", name, "--yes", "--no-archive", check=False)
 
 
 def test_too_long_for_a_user_name_is_refused(host):

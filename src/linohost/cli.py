@@ -5,6 +5,7 @@ code; LINOHOST_TRACEBACK=1 or --traceback shows the stack instead.
 """
 
 import os
+import secrets
 import sys
 import traceback
 from pathlib import Path
@@ -221,26 +222,53 @@ def env_list(state, as_json):
 @click.option("--domain", default="", help="Own host name: the site gets its own vhost.")
 @click.option("--front-end", type=click.Choice(["react", "extjs"]),
               help="Default: react.")
+@click.option("--admin", "admin", help="User name of an --empty site's first admin "
+              "[default: admin].")
+@click.option("--admin-password-file", type=click.File("r"),
+              help="File (- for stdin) holding the first admin's password (default: a new "
+                   "one, shown once).")
 @pass_state
-def new(state, site, app, env_name, db, demo, title, languages, domain, front_end):
+def new(state, site, app, env_name, db, demo, title, languages, domain, front_end, admin,
+        admin_password_file):
     """Create SITE running APP."""
     ctx = state.context()
     langs = names.languages(languages)
+    if demo and (admin or admin_password_file):
+        raise UsageError("--admin and --admin-password-file are for --empty sites "
+                         "(a demo site has the demo users: robin, password 1234)")
+    first_admin = None
+    if not demo:
+        password = (admin_password_file.read().strip() if admin_password_file
+                    else secrets.token_urlsafe(12))
+        if not password:
+            raise UsageError("--admin-password-file holds no password")
+        first_admin = (names.username(admin or "admin"), password)
     with state.locked(ctx):
         record = site_ops.plan_new(ctx, site, app, env_name or ctx.cfg["default_env"], db,
-                                   title, langs, domain, front_end)
-        site_ops.new(ctx, record, "demo" if demo else "empty")
+                                   title, langs, domain, front_end,
+                                   admin=first_admin[0] if first_admin else "")
+        site_ops.new(ctx, record, "demo" if demo else "empty", first_admin=first_admin)
+    if first_admin and not admin_password_file:
+        output.progress(f"first admin of {site}: {first_admin[0]}, password {first_admin[1]} "
+                        f"(shown once: change it after signing in)")
+    elif first_admin:
+        output.progress(f"first admin of {site}: {first_admin[0]}, with the password of "
+                        f"{admin_password_file.name}")
     output.progress(f"site {site} ready: {urls(ctx.host, record)}")
 
 
 def urls(host, site):
-    """The public URL of *site*, and the one on this machine when that differs."""
-    public, local = host.site_url(site), host.local_url(site)
+    """The public URL of *site*, and the one on this machine when that differs (on
+    the port of the running `linohost serve`, else the configured one)."""
+    from .apply.serve import serving_port
+    port = serving_port(host)
+    public, local = host.site_url(site, port), host.local_url(site, port)
     return public if public == local else f"{public} (on this machine: {local})"
 
 
-def site_row(host, s):
-    return {"name": s.name, "app": s.app, "env": s.env, "db": s.db, "url": host.site_url(s),
+def site_row(host, s, port=None):
+    return {"name": s.name, "app": s.app, "env": s.env, "db": s.db,
+            "url": host.site_url(s, port),
             "path": str(host.site_dir(s.name)), "title": s.title,
             "languages": list(s.languages), "front_end": s.front_end, "domain": s.domain,
             "settings_module": s.settings_module, "db_name": s.db_name, "created": s.created}
@@ -250,14 +278,27 @@ def site_row(host, s):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def list_(state, as_json):
-    """List the sites, one per row."""
+    """List the sites, one per row (URLs on the port that serves them)."""
     host = state.host()
-    rows = [site_row(host, s) for s in host.sites()]
+    port = _url_port(host)
+    rows = [site_row(host, s, port) for s in host.sites()]
     if as_json:
         output.print_json(rows)
     else:
         output.table(["name", "app", "env", "db", "url"],
                      [(r["name"], r["app"], r["env"], r["db"], r["url"]) for r in rows])
+
+
+def _url_port(host):
+    """The port of the running `linohost serve`; else the configured one, said so."""
+    from .apply import serve as serving
+    if serving.running(host):
+        return serving.serving_port(host)
+    port = host.cfg["apache.port"]
+    if not serving.what_serves(host):
+        output.progress(f"nothing serves these sites now: the URLs are those of "
+                        f"`linohost serve` on the configured port {port} (apache.port)")
+    return port
 
 
 @cli.command()
@@ -266,28 +307,55 @@ def list_(state, as_json):
 @pass_state
 def show(state, site, as_json):
     """Show everything linohost knows about SITE."""
+    from .model import tls
     host = state.host()
-    row = site_row(host, host.site(site))
+    row = site_row(host, host.site(site), _url_port(host))
+    row["deploy_warnings"] = [f"{code}: {why}" for code, why in tls.deploy_warnings(host.cfg)]
+    row.update(_ids_left(state, host))
     if as_json:
         output.print_json(row)
     else:
-        output.table(["key", "value"], [(k, " ".join(v) if isinstance(v, list) else v)
+        output.table(["key", "value"], [(k, ("; " if k == "deploy_warnings" else " ").join(v)
+                                         if isinstance(v, list) else v)
                                         for k, v in row.items()])
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+class PassThrough(Command):
+    """A command whose arguments after ``--`` reach it untouched as ``ctx.meta["args"]``."""
+
+    def parse_args(self, ctx, args):
+        if "--" in args:
+            i = args.index("--")
+            args, ctx.meta["args"] = args[:i], tuple(args[i + 1:])
+        else:
+            ctx.meta["args"] = ()
+        return super().parse_args(ctx, args)
+
+
+class Manage(PassThrough):
+    """`manage SITE [--root DIR] -- ARGS`; without ``--`` everything after SITE
+    (and the options before it) is manage.py's, as it always was."""
+
+    def parse_args(self, ctx, args):
+        if "--" not in args:
+            i = 0
+            while i < len(args) and args[i].startswith("-"):
+                i += 2 if args[i] == "--root" else 1
+            args = [*args[:i + 1], "--", *args[i + 1:]]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=Manage)
 @click.argument("site")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_state
-def manage(state, site, args):
-    """Run `manage.py ARGS` of SITE in its environment (exit code passed on)."""
+def manage(state, site):
+    """Run `manage.py ARGS` of SITE in its environment: SITE -- ARGS (exit code passed on)."""
+    args = click.get_current_context().meta["args"]
     ctx = state.context()
     s = ctx.host.site(site)
     e = ctx.host.env(s.env)
     site_ops.check_secret_key(ctx.cfg)
     project = ctx.host.site_dir(site)
-    if args[:1] == ("--",):
-        args = args[1:]
     code = warm.run_terminal(ctx, s, args)              # forked from its zygote, or
     if code is None:                                    # a plain start
         code = ctx.system.exec_site([e.bin_python, project / "manage.py", *args], site,
@@ -317,15 +385,16 @@ def rm(state, site, yes, no_archive):
             output.err.print(f"This destroys site {site} (no archive):", markup=False)
         for step in plan:
             output.err.print(f"  - {site_ops.describe(step)}", markup=False)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("refusing to remove without confirmation: use --yes")
+        if not yes:                     # the answer from a terminal, or a pipe (echo y |)
             try:
                 confirmed = click.confirm("Remove it?", err=True)
-            except click.exceptions.Abort:          # Ctrl-D or Ctrl-C at the prompt
+            except click.exceptions.Abort:          # Ctrl-D, Ctrl-C, or no answer at all
                 confirmed = False
+            if not sys.stdin.isatty():              # a terminal echoed the answer's newline
+                sys.stderr.write("\n")
             if not confirmed:
-                raise Cancelled(f"not confirmed: nothing of {site} was removed")
+                raise Cancelled(f"not confirmed: nothing of {site} was removed"
+                                + ("" if sys.stdin.isatty() else " (--yes: without asking)"))
         if not no_archive:
             try:
                 backups.backup(ctx, s)
@@ -336,23 +405,57 @@ def rm(state, site, yes, no_archive):
     output.progress(f"site {site} removed")
 
 
+@cli.command("move-ids")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_sites", is_flag=True, help="Every site of the host, one by one.")
+@pass_state
+def move_ids(state, names, all_sites):
+    """Give the users of SITE... (or --all) ids from site_ids: sites made by an older
+    linohost have Debian's system ids (each site is let sleep while it moves)."""
+    from .apply import fleet, users
+    from .backends.process import process_backend
+    ctx = state.context()
+    if not ctx.system.is_root:
+        raise UsageError("only root has site users to move")
+    with state.locked(ctx):
+        chosen = fleet.select(ctx.host, names, all_sites)
+        users.id_range(ctx)                        # a bad range: refused before any site
+        backend = process_backend(ctx.host)
+        for s in chosen:
+            if not users.outside_range(ctx, s.name):
+                output.progress(f"{s.name}: its user already has an id of site_ids")
+                continue
+            backend.restart_site(s.name)           # its worker leaves; the next starts anew
+            journal = Journal(ctx.host, "move-ids", s.name).start()
+            try:
+                old, new = users.move_into_range(ctx, s.name, journal)
+            except BaseException:
+                journal.undo(ctx, log=output.progress)
+                raise
+            journal.commit()
+            backend.restart_site(s.name)
+            output.progress(f"{s.name}: user {ctx.system.user_of(s.name)} moved from id "
+                            f"{old} to {new}")
+
+
 # -- backups -------------------------------------------------------------------
 
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_sites", is_flag=True, help="Every site of the host.")
+@click.option("--env", "env_name", help="Every site of this environment.")
 @click.option("--to", "to", type=click.Path(file_okay=False),
               help="Directory for the archives (default: backup.dir of the host config).")
 @click.option("--portable/--no-portable", default=True, show_default=True,
               help="Include Lino's portable dump (restores on any engine and Lino version).")
 @pass_state
-def backup(state, names, all_sites, to, portable):
-    """Back up SITE... (or --all): one verified archive per site."""
+def backup(state, names, all_sites, env_name, to, portable):
+    """Back up SITE... (or --all, or --env NAME): one verified archive per site."""
     from .apply import backup as backups
     from .apply import fleet
     ctx = state.context()
     with state.locked(ctx):
-        chosen = fleet.select(ctx.host, names, all_sites)
+        chosen = fleet.select(ctx.host, names, all_sites, env_name)
         failed = []
         for s in chosen:              # one failing site does not keep the others unsaved
             try:
@@ -371,13 +474,15 @@ def backup(state, names, all_sites, to, portable):
 @click.option("--force", is_flag=True, help="Replace the existing site (backed up first).")
 @click.option("--db", type=click.Choice(ENGINES),
               help="Database engine of a new site (another engine uses the portable dump).")
+@click.option("--title", help="Title of a new site (default: the archive's under its own "
+              "name, else from the new name).")
 @pass_state
-def restore(state, archive, as_name, force, db):
+def restore(state, archive, as_name, force, db, title):
     """Restore ARCHIVE into a new site, or over its site with --force."""
     from .apply import restore as restoring
     ctx = state.context()
     with state.locked(ctx):
-        site = restoring.restore(ctx, archive, as_name, force, db)
+        site = restoring.restore(ctx, archive, as_name, force, db, title)
     output.progress(f"site {site.name} restored: {urls(ctx.host, site)}")
 
 
@@ -385,13 +490,14 @@ def restore(state, archive, as_name, force, db):
 @click.argument("src")
 @click.argument("dst")
 @click.option("--db", type=click.Choice(ENGINES), help="Database engine of the clone.")
+@click.option("--title", help="Title of the clone (default: from its name).")
 @pass_state
-def clone(state, src, dst, db):
+def clone(state, src, dst, db, title):
     """Copy site SRC to a new site DST (own database, user, password, secret key)."""
     from .apply import restore as restoring
     ctx = state.context()
     with state.locked(ctx):
-        site = restoring.clone(ctx, src, dst, db)
+        site = restoring.clone(ctx, src, dst, db, title)
     output.progress(f"site {site.name} cloned from {src}: {urls(ctx.host, site)}")
 
 
@@ -407,18 +513,6 @@ def prune(state, dry_run):
     for p in doomed:
         sys.stdout.write(f"{'would delete' if dry_run else 'deleted'} {p}\n")
     output.progress(f"{len(doomed)} archives {'to delete' if dry_run else 'deleted'}")
-
-
-class PassThrough(Command):
-    """A command whose arguments after ``--`` reach it untouched as ``ctx.meta["args"]``."""
-
-    def parse_args(self, ctx, args):
-        if "--" in args:
-            i = args.index("--")
-            args, ctx.meta["args"] = args[:i], tuple(args[i + 1:])
-        else:
-            ctx.meta["args"] = ()
-        return super().parse_args(ctx, args)
 
 
 @cli.command(cls=PassThrough)
@@ -481,7 +575,8 @@ def upgrade(state, env_name, canary, as_json, packages):
               help="Start every site and name the URL only once each site's page answers.")
 @pass_state
 def serve(state, bind, port, wait_sites):
-    """Serve all sites with Apache and mod_wsgi, in the foreground (Ctrl-C stops)."""
+    """Serve all sites behind Apache, in the foreground (Ctrl-C stops): through the
+    keeper (workers on demand) or in mod_wsgi daemons (process_backend)."""
     from .apply import serve as serving
     ctx = state.context()
     serving.serve(ctx, state.locked(ctx), bind, port or ctx.cfg["apache.port"],
@@ -568,9 +663,13 @@ def keeper(state):
 @click.option("--zygotes", is_flag=True,
               help="The keeper's zygotes (one per site group, and per shared data variant) "
                    "instead of the sites.")
+@click.option("--check", is_flag=True,
+              help="Exit 1 if nothing serves the sites or a site has failed (for monitoring).")
 @pass_state
-def status(state, site, as_json, zygotes):
-    """State of each site's process: sleeping, starting, running, stopping, failed."""
+def status(state, site, as_json, zygotes, check):
+    """State of each site's process: sleeping, starting, running, stopping, failed
+    (unserved: nothing serves it now)."""
+    from .apply import serve as serving
     from .backends.process import process_backend
     host = state.host()
     backend = process_backend(host)
@@ -589,16 +688,47 @@ def status(state, site, as_json, zygotes):
         return
     names = [host.site(site).name] if site else host.site_names()
     rows = backend.status(names)
+    served = serving.what_serves(host)
+    if not served:
+        for r in rows:
+            r["state"] = "unserved"
     if as_json:
         output.print_json(rows)
-        return
+    else:
+        _status_table(rows)
+    advice = ("" if served else
+              f"nothing serves the sites of {host.root}: start `linohost serve`, or the "
+              f"system's (`linohost config apache --write`"
+              + (", `linohost config systemd --write` for the keeper"
+                 if host.cfg["process_backend"] == "keeper" else "") + ")")
+    failed = [r["name"] for r in rows if r["state"] == "failed"]
+    if check and (failed or not served):
+        raise StepFailed("; ".join(([advice] if advice else [])
+                                   + ([f"failed: {' '.join(failed)}"] if failed else [])))
+    if advice:
+        output.progress(advice)
+    ids = _ids_left(state, host)
+    if ids:
+        output.progress(f"site ids: {ids['site_ids_left']} of {ids['site_ids']} left")
+
+
+def _ids_left(state, host):
+    """{"site_ids": RANGE, "site_ids_left": N} as root (users get ids from the range)."""
+    from .apply import users
+    left = users.ids_left(state.context(host))
+    return {} if left is None else {"site_ids": host.cfg["site_ids"], "site_ids_left": left}
+
+
+def _status_table(rows):
     blank = lambda v: "" if v is None else v  # noqa: E731
     mib = lambda kib: "" if kib is None else f"{kib / 1024:.0f}"  # noqa: E731
     started = lambda r: (f"plain: {r['plain_reason']}" if r.get("plain_reason")  # noqa: E731
                          else blank(r.get("start")))
     output.table(["site", "state", "pid", "PSS MiB", "uptime s", "requests", "last request",
                   "cold starts", "started", "last failure"],
-                 [(r["name"], r["state"], blank(r["pid"]), mib(r["pss_kib"]),
+                 [(r["name"], r["state"] + (f" (queued {r['queued_s']:.0f} s)"
+                                           if r.get("queued_s") is not None else ""),
+                   blank(r["pid"]), mib(r["pss_kib"]),
                    blank(r["uptime_s"]), blank(r["requests"]), blank(r["last_request"]),
                    blank(r["cold_starts"]), started(r), blank(r["last_failure"])) for r in rows])
 

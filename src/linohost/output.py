@@ -11,6 +11,8 @@ from rich.table import Table
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:          # a pipe or a file: whole lines, never cut at 80 columns
+    out.width = 100_000
 
 
 def progress(message):
@@ -29,7 +31,13 @@ def table(columns, rows):
     t = Table(*columns, box=None, pad_edge=False, header_style="bold")
     for r in rows:
         t.add_row(*[str(c) for c in r])
-    out.print(t)
+    if out.is_terminal:
+        out.print(t)
+    else:
+        with out.capture() as captured:
+            out.print(t)
+        sys.stdout.write("".join(line.rstrip() + "\n"
+                                 for line in captured.get().splitlines()))
 
 
 @contextmanager

@@ -158,8 +158,9 @@ def _refresh(ctx, site):
     process_backend(host).restart_site(site.name)
 
 
-def restore(ctx, path, as_name=None, force=False, engine=None):
-    """Restore the archive *path*; return the site record."""
+def restore(ctx, path, as_name=None, force=False, engine=None, title=None):
+    """Restore the archive *path*; return the site record. A site under another name
+    than the archive's gets the title of its own name unless *title* is given."""
     host = ctx.host
     with opened(host, path) as (manifest, data):
         original = site_of(manifest, path)
@@ -172,18 +173,20 @@ def restore(ctx, path, as_name=None, force=False, engine=None):
                 raise Conflict(f"site {name!r} exists: restore --as NEWNAME, or --force to "
                                f"replace it (backed up first)")
             return _restore_over(ctx, host.site(name), manifest, data, engine, path)
-        return _restore_new(ctx, name, original, manifest, data, engine)
+        return _restore_new(ctx, name, original, manifest, data, engine, title)
 
 
-def _restore_new(ctx, name, original, manifest, data, engine):
+def _restore_new(ctx, name, original, manifest, data, engine, title=None):
     host = ctx.host
     env = original.env if original.env in host.env_names() else ctx.cfg["default_env"]
     if env != original.env:
         ctx.progress(f"environment {original.env} does not exist here: using {env}")
+    if title is None and name == original.name:
+        title = original.title
     record = sites.plan_new(
-        ctx, name, original.app, env, engine or manifest.engine, original.title,
+        ctx, name, original.app, env, engine or manifest.engine, title,
         original.languages, original.domain if name == original.name else "",
-        original.front_end)
+        original.front_end, admin=original.admin)
     return sites.new(ctx, record, data=lambda ctx, site: load_into(ctx, site, manifest, data))
 
 
@@ -234,7 +237,14 @@ def _undo_reload_archive(ctx, site, archive):
         _refresh(ctx, s)
 
 
-def clone(ctx, src, dst, engine=None):
-    """Backup of *src* restored as *dst*: new database, user, password and secret key."""
-    archive_path = backup(ctx, ctx.host.site(src))
-    return restore(ctx, archive_path, as_name=dst, engine=engine)
+def clone(ctx, src, dst, engine=None, title=None):
+    """Backup of *src* restored as *dst*: new database, user, password and secret key.
+    Everything about *dst* is checked before the backup (a refusal changes nothing)."""
+    site = ctx.host.site(src)
+    if ctx.host.has_site(dst):
+        raise Conflict(f"site {dst!r} exists: clone to another name (or remove {dst} "
+                       f"first: `linohost rm {dst}`)")
+    sites.plan_new(ctx, dst, site.app, site.env, engine or site.db, title, site.languages,
+                   "", site.front_end)
+    archive_path = backup(ctx, site)
+    return restore(ctx, archive_path, as_name=dst, engine=engine, title=title)

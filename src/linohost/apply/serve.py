@@ -108,9 +108,42 @@ def _digest(sig):
     return hashlib.sha256(repr(sig).encode()).hexdigest()
 
 
-def _mark_applied(host, sig):
-    """Note that Apache now serves what *sig* describes (for :func:`wait_applied`)."""
-    atomic_write(_applied_path(host), json.dumps({"pid": os.getpid(), "signature": _digest(sig)}))
+def _mark_applied(host, sig, bind, port):
+    """Note that Apache now serves what *sig* describes on *bind*:*port* (for
+    :func:`wait_applied` and :func:`running`)."""
+    atomic_write(_applied_path(host), json.dumps({"pid": os.getpid(), "signature": _digest(sig),
+                                                  "bind": bind, "port": port}))
+
+
+def running(host):
+    """The running `linohost serve` of *host* as ``{"pid", "bind", "port"}``, or None."""
+    try:
+        applied = json.loads(_applied_path(host).read_text())
+        os.kill(applied["pid"], 0)
+        return {"pid": applied["pid"], "bind": applied["bind"], "port": applied["port"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def what_serves(host):
+    """What serves the sites of *host* now, in words; None if nothing does. Under
+    the keeper backend that is a keeper (of `linohost serve`, or the boot-time one
+    behind the system Apache); under mod_wsgi a `linohost serve`, or the system
+    Apache with this host's config."""
+    from . import system_apache
+    serve = running(host)
+    if serve:
+        return f"`linohost serve` (pid {serve['pid']}, port {serve['port']})"
+    if host.cfg["process_backend"] == "keeper":
+        return "the keeper" if keeper_control.running(host) else None
+    return "the system Apache" if system_apache.serves(host.cfg) else None
+
+
+def serving_port(host):
+    """The port the sites answer on here: the running `linohost serve`'s, else the
+    configured `apache.port`."""
+    serve = running(host)
+    return serve["port"] if serve else host.cfg["apache.port"]
 
 
 def wait_applied(host, timeout=30, every=0.1):
@@ -201,7 +234,7 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
         log_start = error_log.stat().st_size if error_log.exists() else 0
         proc = apache.popen()
         wait_bound(proc, bind, port, error_log, log_start)
-        _mark_applied(host, seen)
+        _mark_applied(host, seen, bind, port)
         _announce(ctx, apache, proc, bind, port, wait_sites, wait_timeout)
         while True:
             time.sleep(poll)
@@ -215,7 +248,7 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
                 if keeper:                   # sockets first, then the routes to them
                     keeper_control.notify(host)
                 _reload(ctx, apache, proc, bind, port, error_log)
-                _mark_applied(host, seen)
+                _mark_applied(host, seen, bind, port)
     except _Stop:
         ctx.progress("stopping Apache" + (", the keeper" if keeper else "")
                      + " and the site processes")

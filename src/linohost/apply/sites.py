@@ -45,7 +45,7 @@ def module_installed(env, dotted):
 
 
 def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
-             front_end=None):
+             front_end=None, admin=""):
     """Validate everything about a new site before anything is made; return its record."""
     host = ctx.host
     env_rec = host.env(env)
@@ -81,7 +81,7 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
     return Site(name=name, app=app_rec.name, settings_module=app_rec.settings_module, env=env,
                 db=db, title=title or name.replace("_", " ").title(),
                 languages=tuple(languages), front_end=front_end, domain=domain,
-                db_name=db_name, created=_now())
+                db_name=db_name, created=_now(), admin=admin)
 
 
 def check_secret_key(cfg):
@@ -93,10 +93,11 @@ def check_secret_key(cfg):
                          "derived`")
 
 
-def new(ctx, site, data="demo"):
+def new(ctx, site, data="demo", first_admin=None):
     """Create *site* (a record from :func:`plan_new`): files, database, data, caches.
 
-    *data* is "demo", "empty", or a function ``data(ctx, site)`` that loads it."""
+    *data* is "demo", "empty", or a function ``data(ctx, site)`` that loads it;
+    *first_admin* (user name, password) is made once the data is there."""
     host, system = ctx.host, ctx.system
     env = host.env(site.env)
     app = apps.resolve(site.app)
@@ -135,10 +136,14 @@ def new(ctx, site, data="demo"):
         if not envs.has_static(env, app, site.front_end):
             tasks.append("static")
         tasks.append("cache")
+        if first_admin:                         # for the site user only, removed by it
+            write_secret(project / ".first-admin", "\n".join(first_admin),
+                         system.owner_of(site.name))
+            tasks.append("admin")
         ctx.progress(f"initialising {site.name}: {', '.join(tasks)}")
         # Lino's kernel started before the data was there: the cache (actions made
         # from rows, e.g. excerpt types) must be built by a process that sees it.
-        split = -1 if tasks[0] in ("demo", "empty") else len(tasks)
+        split = tasks.index("cache") if tasks[0] in ("demo", "empty") else len(tasks)
         out = envs.run_site_tasks(ctx, env, project, ["locale", *tasks[:split]],
                                   site=site).stdout
         locales.ensure(ctx, locales.asked(out))

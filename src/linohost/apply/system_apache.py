@@ -154,6 +154,11 @@ def write(ctx):
         ctx.progress("Apache is not running: the config takes effect when it starts")
 
 
+def serves(cfg):
+    """Whether the system Apache runs with this host's config installed."""
+    return _running() and Path(cfg["apache.config_path"]).exists()
+
+
 def _running():
     pid_file = Path("/var/run/apache2/apache2.pid")
     try:

@@ -20,11 +20,13 @@ media/, the web server's to read.
 """
 
 import os
+import re
 import stat
 import time
 from pathlib import Path
 
-from ..errors import Conflict, StepFailed
+from ..errors import Conflict, StepFailed, UsageError
+from ..model import siteids
 from . import keys
 from .journal import undo_step
 
@@ -34,11 +36,16 @@ USER_BUSY = 8
 
 
 def check_free(ctx, site_name):
-    """Before anything is made: the name is valid and no such user or group exists."""
+    """Before anything is made: the name is valid, no such user or group exists, and
+    the host's id range has an id left."""
     if not ctx.system.is_root:
         return
     import grp
     import pwd
+    first, last = id_range(ctx)
+    if next(free_ids(first, last), None) is None:
+        raise UsageError(f"no id is left in site_ids {first}-{last} (each id is a site's "
+                         f"or someone else's): widen the range in {ctx.host.config_path}")
     user = ctx.system.user_of(site_name)
     for lookup, what in ((pwd.getpwnam, "user"), (grp.getgrnam, "group")):
         try:
@@ -57,11 +64,103 @@ def create(ctx, site_name, journal):
         return
     user, home = system.user_of(site_name), system.home_of(site_name)
     journal.record("unix_user", name=user)
-    system.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", home,
-                "--shell", NOLOGIN, "--comment", f"Lino site {site_name}", user],
-               what=f"useradd {user}")
+    add_user(ctx, site_name)
     journal.record("tree", path=str(home))
     make_home(ctx, site_name)
+
+
+def add_user(ctx, site_name):
+    """``groupadd`` and ``useradd`` of the site's user with the lowest id of the host's
+    range free as both (another host root on the machine may take one meanwhile:
+    then the next)."""
+    system = ctx.system
+    user = system.user_of(site_name)
+    first, last = id_range(ctx)
+    for n in free_ids(first, last):
+        try:
+            system.run(["groupadd", "--gid", n, user], what=f"groupadd {user}")
+        except StepFailed:
+            if _taken(n):
+                continue
+            raise
+        try:
+            system.run(["useradd", "--system", "--uid", n, "--gid", n, "--no-create-home",
+                        "--home-dir", system.home_of(site_name), "--shell", NOLOGIN,
+                        "--comment", f"Lino site {site_name}", user], what=f"useradd {user}")
+        except StepFailed:
+            system.run(["groupdel", user], what=f"groupdel {user}")
+            if _taken(n):
+                continue
+            raise
+        return n
+    raise StepFailed(f"no id is left in site_ids {first}-{last} for {user}")
+
+
+def id_range(ctx):
+    """(first, last) of ``site_ids``, checked against the reserved ranges and the
+    machine's (UsageError: one line, before anything is made)."""
+    return siteids.check(ctx.cfg["site_ids"], machine_ranges())
+
+
+def free_ids(first, last):
+    """The ids of [first, last] that are neither a user's nor a group's, lowest first."""
+    import grp
+    import pwd
+    used = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+    return (n for n in range(first, last + 1) if n not in used)
+
+
+def ids_left(ctx):
+    """How many ids of the host's range are free (None when not root)."""
+    if not ctx.system.is_root:
+        return None
+    first, last = siteids.parse(ctx.cfg["site_ids"])
+    return sum(1 for _ in free_ids(first, last))
+
+
+def _taken(n):
+    import grp
+    import pwd
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(n)
+            return True
+        except KeyError:
+            pass
+    return False
+
+
+def machine_ranges(login_defs="/etc/login.defs", subid_files=("/etc/subuid", "/etc/subgid")):
+    """The id ranges this machine uses or hands out: people's (UID_MIN-UID_MAX), its
+    system users' (SYS_UID_MIN-SYS_UID_MAX), subordinate ids (SUB_UID_MIN-SUB_UID_MAX
+    and every range in /etc/subuid, /etc/subgid); as ``(lo, hi, whose)``."""
+    defs = {}
+    try:
+        for line in Path(login_defs).read_text().splitlines():
+            m = re.match(r"\s*([A-Z_]+)\s+(\d+)\s*$", line)
+            if m:
+                defs[m.group(1)] = int(m.group(2))
+    except OSError:
+        pass
+    out = []
+    for kind in ("UID", "GID"):
+        for prefix, whose in (("", "people's accounts"), ("SYS_", "system users"),
+                              ("SUB_", "subordinate ids for user namespaces")):
+            lo, hi = defs.get(f"{prefix}{kind}_MIN"), defs.get(f"{prefix}{kind}_MAX")
+            if lo is not None and hi is not None:
+                out.append((lo, hi, f"{whose}, {prefix}{kind}_MIN-{prefix}{kind}_MAX in "
+                                    f"{login_defs}"))
+    for f in subid_files:
+        try:
+            lines = Path(f).read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                lo = int(parts[1])
+                out.append((lo, lo + int(parts[2]) - 1, f"subordinate ids of {parts[0]} in {f}"))
+    return tuple(out)
 
 
 def make_home(ctx, site_name):
@@ -290,11 +389,8 @@ def _site_migration(ctx, name):
             made = True
         except KeyError:
             made = False
-            plan.append((f"create Unix user {user} (system user, no login shell) for site {name}",
-                         lambda: system.run(
-                             ["useradd", "--system", "--user-group", "--no-create-home",
-                              "--home-dir", system.home_of(name), "--shell", NOLOGIN,
-                              "--comment", f"Lino site {name}", user], what=f"useradd {user}")))
+            plan.append((f"create Unix user {user} (no login shell, an id of site_ids) for "
+                         f"site {name}", lambda: add_user(ctx, name)))
         home = system.home_of(name)
         if not made or not home.is_dir() or home.stat().st_uid != pwd.getpwnam(user).pw_uid:
             plan.append((f"{home}: HOME of {user}, only its own",
@@ -315,3 +411,95 @@ def _site_migration(ctx, name):
                      f"{keys.key_file(host, name)}: removed (policy env)",
                      lambda: keys.write(ctx, name)))
     return plan
+
+
+# -- moving a site's user into the host's id range (`linohost move-ids`) ----------
+
+def outside_range(ctx, site_name):
+    """Whether site *site_name*'s user has an id outside ``site_ids`` (made by an
+    earlier linohost, from Debian's system range)."""
+    first, last = id_range(ctx)
+    uid, gid = ctx.system.owner_of(site_name)
+    return not (first <= uid <= last and uid == gid)
+
+
+def move_into_range(ctx, site_name, journal, wait=30):
+    """Give site *site_name*'s user and group the lowest free id of the range and its
+    files (project, HOME, secrets) to them; nothing else is touched. The site must be
+    asleep: its processes get *wait* seconds to leave (usermod refuses otherwise)."""
+    import grp
+    import pwd
+    system, host = ctx.system, ctx.host
+    user = system.user_of(site_name)
+    old_uid, old_gid = system.owner_of(site_name)
+    first, last = id_range(ctx)
+    new = next((n for n in free_ids(first, last)), None)
+    if new is None:
+        raise UsageError(f"no id is left in site_ids {first}-{last}: widen the range in "
+                         f"{host.config_path}")
+    deadline = time.monotonic() + wait
+    while _busy(user) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _busy(user):
+        raise StepFailed(f"site {site_name} is awake (a process of {user} runs): let it "
+                         f"sleep, then move it")
+    journal.record("site_ids", site=site_name, user=user, uid=old_uid, gid=old_gid, new=new)
+    _renumber(ctx, site_name, user, (old_uid, old_gid), (new, new))
+    assert pwd.getpwnam(user).pw_uid == new and grp.getgrnam(user).gr_gid == new
+    return old_uid, new
+
+
+def _renumber(ctx, site_name, user, old, new):
+    system = ctx.system
+    system.run(["groupmod", "--gid", new[1], user], what=f"groupmod {user}")
+    system.run(["usermod", "--uid", new[0], "--gid", new[1], user], what=f"usermod {user}")
+    for top in _site_paths(ctx, site_name):
+        rechown(top, old, new)
+
+
+def _site_paths(ctx, site_name):
+    host = ctx.host
+    return (host.site_dir(site_name), ctx.system.home_of(site_name),
+            host.secrets_dir / f"key-{site_name}", host.secrets_dir / f"db-{site_name}")
+
+
+def rechown(top, old, new):
+    """Under *top* (itself included), give what belongs to uid/gid *old* to *new*
+    ``(uid, gid)``; other owners (the web server's group on media/) stay. Links are
+    changed, never followed."""
+    top = Path(top)
+    if not top.exists() and not top.is_symlink():
+        return
+
+    def change(path, dir_fd=None):
+        st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        uid = new[0] if st.st_uid == old[0] else -1
+        gid = new[1] if st.st_gid == old[1] else -1
+        if uid != -1 or gid != -1:
+            mode = stat.S_IMODE(st.st_mode)
+            os.chown(path, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode) and mode & 0o6000:     # chown clears setgid
+                os.chmod(path, mode, dir_fd=dir_fd)
+
+    if top.is_symlink() or not top.is_dir():
+        change(top)
+        return
+    change(top)
+    for _, dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
+        for n in dirnames + filenames:
+            change(n, dir_fd=dirfd)
+
+
+@undo_step("site_ids")
+def _undo_site_ids(ctx, site, user, uid, gid, new):
+    """Give the site's user back its old ids, and its files."""
+    import pwd
+    try:
+        now = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return
+    if now == new:
+        ctx.system.run(["usermod", "--uid", uid, "--gid", new, user], what=f"usermod {user}")
+        ctx.system.run(["groupmod", "--gid", gid, user], what=f"groupmod {user}")
+    for top in _site_paths(ctx, site):
+        rechown(top, (new, new), (uid, gid))

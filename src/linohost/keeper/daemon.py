@@ -34,7 +34,7 @@ import time
 from ..apply.files import atomic_write
 from ..errors import ConfigError, UsageError
 from ..model import config
-from . import paths
+from . import paths, schedules
 from . import states as st
 from .unavailable import answer_unavailable
 from .zygotes import (INEXACT, JOBS_SOURCE, WORKER_SOURCE, ForkedWorker, Zygote, ZygoteError,
@@ -118,6 +118,7 @@ class Keeper:
         self.variant_of = {}
         self.variant_tables = {}
         self.commands = {}              # pid -> Command (warm manage.py runs)
+        self.queue = {}                 # site -> since when (monotonic) it waits to start
 
     # -- the loop -----------------------------------------------------------------
     def run(self):
@@ -133,6 +134,7 @@ class Keeper:
                 signal.signal(s, lambda signum, frame: self.signals.append(signum))
             self.sel.register(wake_r, selectors.EVENT_READ, lambda f: _drain(f))
             self.reconcile()                      # every socket bound ...
+            self._load_schedules()
             self.control = self._bind_control()   # ... before anyone can ask
             log.info("keeper %d ready: %d sites, idle timeout %ss", os.getpid(),
                      len(self.slots), self.idle_timeout or "never")
@@ -141,6 +143,8 @@ class Keeper:
                 for key, _ in self.sel.select(timeout=1.0):
                     key.data(key.fileobj)
                 self._dispatch_signals()
+                if self.queue:
+                    self.admit()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + 1.0
                     self.tick()
@@ -187,6 +191,8 @@ class Keeper:
         self.jobs = cfg["keeper.jobs"]
         self.job_wakeups = cfg["keeper.job_wakeups"]
         self.min_job_interval = cfg["keeper.min_job_interval"]
+        self.max_starting = cfg["keeper.max_starting"] or os.cpu_count() or 1
+        self.zygote_wait = cfg["keeper.zygote_wait"]
 
     def tick(self):
         self._apply_config()
@@ -340,8 +346,13 @@ class Keeper:
             self._unregister(sock)
 
     def _zygote_coming(self, slot):
-        """Whether *slot*'s zygote is still starting (a job can wait for a warm start)."""
-        z = self.zygotes.get((slot.group, None)) if self.use_zygotes else None
+        """Whether *slot*'s zygote (its variant's, or its group's) is still starting: its
+        start can wait for a warm one."""
+        if not self.use_zygotes:
+            return False
+        known = self.variant_of.get(slot.name)
+        digest = known[1] if known and known[0] == slot.group else None
+        z = self.zygotes.get((slot.group, digest)) or self.zygotes.get((slot.group, None))
         return z is not None and z.state == "starting"
 
     def _zygote_for(self, name, group, plain_reason=None, tried=()):
@@ -378,6 +389,16 @@ class Keeper:
             if key not in held and key not in self.zygotes:
                 del self.variant_tables[key]
         self._save_variants()
+
+    def _load_schedules(self):
+        """The task schedules workers reported before the keeper (re)started: only the
+        sites whose task is due, or whose schedule is unknown, are woken for tasks."""
+        for name, next_job in schedules.load(self.host, set(self.slots)).items():
+            self.slots[name].next_job, self.slots[name].jobs_known = next_job, True
+
+    def _save_schedules(self):
+        schedules.save(self.host, {n: s.next_job for n, s in self.slots.items()
+                                   if s.jobs_known and not s.removed})
 
     def _load_variants(self):
         """What sites told the keeper before it (re)started: their variants' zygotes
@@ -499,9 +520,13 @@ class Keeper:
             self._save_variants()
 
     def incoming(self, slot):
-        """A connection waits for a site no worker serves: start one, or answer 503."""
-        if slot.state == st.SLEEPING or (slot.state == st.FAILED
-                                          and time.monotonic() >= slot.retry_at):
+        """A connection waits for a site no worker serves: start one (when admitted),
+        or answer 503."""
+        if slot.state == st.SLEEPING:
+            self._unlisten(slot)                # its connections wait in the backlog
+            self.queue.setdefault(slot.name, time.monotonic())
+            self.admit()
+        elif slot.state == st.FAILED and time.monotonic() >= slot.retry_at:
             self.start(slot)
         elif slot.state == st.FAILED:
             while True:
@@ -510,6 +535,33 @@ class Keeper:
                 except (BlockingIOError, InterruptedError):
                     break
                 self.pool.submit(answer_unavailable, conn, slot.name)
+
+    # -- admission -----------------------------------------------------------------------
+    def admit(self):
+        """Start the queued sites that may start now, in arrival order: at most
+        keeper.max_starting plain starts at a time (four times as many forks), and a
+        site whose zygote is starting waits for it (keeper.zygote_wait at most)
+        rather than start plainly beside it and slow it down."""
+        now = time.monotonic()
+        starting = {"zygote": 0, "plain": 0}
+        for s in self.slots.values():
+            if s.state == st.STARTING and s.start_mode in starting:
+                starting[s.start_mode] += 1
+        limit = {"zygote": 4 * self.max_starting, "plain": self.max_starting}
+        for name, since in list(self.queue.items()):
+            slot = self.slots.get(name)
+            if slot is None or slot.removed or slot.state != st.SLEEPING:
+                del self.queue[name]
+                continue
+            waits = (not slot.plain_reason and self._zygote_coming(slot)
+                     and now - since < self.zygote_wait)
+            mode = "zygote" if self._zygote_for(name, slot.group, slot.plain_reason,
+                                                slot.tried) else "plain"
+            if waits or starting[mode] >= limit[mode]:
+                continue
+            del self.queue[name]
+            self.start(slot)
+            starting[slot.start_mode or mode] += 1
 
     # -- workers -----------------------------------------------------------------------
     def start(self, slot, for_jobs=False):
@@ -597,8 +649,11 @@ class Keeper:
                 if float(words[2]):
                     slot.last_request = float(words[2])
             elif words[:1] == ["next_job"] and len(words) == 2:
-                slot.next_job = None if words[1] == "-" else float(words[1])
-                slot.jobs_known = True
+                next_job = None if words[1] == "-" else float(words[1])
+                changed = (next_job, True) != (slot.next_job, slot.jobs_known)
+                slot.next_job, slot.jobs_known = next_job, True
+                if changed:
+                    self._save_schedules()
 
     def _close_status(self, slot):
         if slot.status is not None:
@@ -794,8 +849,11 @@ class Keeper:
     def command(self, request):
         cmd = request.get("cmd")
         if cmd == "status":
-            return {"ok": True, "pid": os.getpid(), "sites": [s.row() for _, s in
-                                                              sorted(self.slots.items())],
+            now = time.monotonic()
+            queued = {n: round(now - t, 1) for n, t in self.queue.items()}
+            return {"ok": True, "pid": os.getpid(),
+                    "sites": [{**s.row(), "queued_s": queued.get(n)}
+                              for n, s in sorted(self.slots.items())],
                     "zygotes": [z.row() for z in self.zygotes.values()]}
         if cmd == "reload":
             self.reconcile()
@@ -811,6 +869,7 @@ class Keeper:
             if not slot:
                 return {"ok": False, "error": f"no site named {request.get('site')!r}"}
             slot.jobs_known, slot.left_at = False, None
+            self._save_schedules()
             return {"ok": True}
         if cmd == "stop":
             self.stopping = True

@@ -27,3 +27,8 @@ def zygotes_dir(host):
 def variants_file(host):
     """What sites told the keeper of their data (their zygote variants): root's only."""
     return host.run_dir / "keeper-variants.json"
+
+
+def schedules_file(host):
+    """When each site next has a background task, as its workers said: root's only."""
+    return host.run_dir / "keeper-schedules.json"

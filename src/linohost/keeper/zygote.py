@@ -46,7 +46,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 #: Values a site may have of its own (compared by the keeper's tests, not here).
 PER_SITE = {"settings.SECRET_KEY", "settings.DATABASES", "settings.EMAIL_HOST_PASSWORD",
             "settings.ALLOWED_HOSTS", "settings.SITE_HOSTNAMES", "settings.CSRF_TRUSTED_ORIGINS",
-            "site.title", "site.startup_time"}
+            "site.title", "site.startup_time", "plugin.users.demo_username"}
 #: Not compared: the site object itself, and the settings module's namespace
 #: (its values are compared one by one as settings.*).
 SKIP = {"settings.SITE", "site.django_settings", "site.confdirs"}
@@ -612,6 +612,9 @@ def _rederive(site, old_dir, old_prefix):
     connections.settings                    # noqa: B018 - completes DATABASES, as at start
     if "lino.modlib.linod.utils" in sys.modules:
         _linod_names(site)
+    users = getattr(site.plugins, "users", None)
+    if users is not None and "_demo_user" in vars(users):
+        del users._demo_user                    # the template's, cached by its start
     import djangosite_local
     after_fork = getattr(djangosite_local, "after_fork", None)
     if after_fork:

@@ -75,6 +75,10 @@ KEYS = (
     Key("site_user_prefix", "string", "lino-",
         "As root: each site runs as the system user PREFIX+SITE (at most 32 characters), "
         "made by `new` and removed by `rm`."),
+    Key("site_ids", "string", "70000-99999",
+        "As root: the user and group ids of site users, FIRST-LAST (each site gets the lowest "
+        "id free as both); never Debian's system or people's ranges, systemd's, or the "
+        "machine's subordinate ids (`/etc/subuid`).", pattern=r"^[0-9]+-[0-9]+$"),
     Key("time_zone", "string", "UTC", "TIME_ZONE of every site."),
     Key("admin_email", "string", "", "ADMINS of every site: who gets error reports (empty: none)."),
     Key("db_prefix", "string", "",
@@ -134,6 +138,13 @@ KEYS = (
         "Seconds a site sleeps at least before it is started for a background task; "
         "tasks recurring more often than this (e.g. sending pending e-mails every 10 s) "
         "run only while a worker runs anyway.", minimum=10),
+    Key("keeper.max_starting", "integer", 0,
+        "Site workers that start plainly at the same time (0: one per core); more wait in "
+        "their sockets' backlog, in arrival order. Forks from a zygote: four times as many.",
+        minimum=0),
+    Key("keeper.zygote_wait", "integer", 60,
+        "Seconds a sleeping site's first request waits for its group's zygote while that "
+        "starts, instead of a plain start (which would slow the zygote down).", minimum=0),
     Key("keeper.proxy_timeout", "integer", 300,
         "Seconds Apache waits for a site's answer (a sleeping site's first one includes "
         "its start).", minimum=1),
@@ -344,9 +355,22 @@ def load(path):
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         where = f"{path}:{m.group(1)}" if m else str(path)
         reason = re.sub(r"\s*\(at line.*\)", "", str(e))
+        if m and reason == "Cannot overwrite a value":
+            reason = f"{_key_at(text, int(m.group(1)))} is given twice"
         raise ConfigError(f"{where}: invalid TOML: {reason}") from None
     _validate(data, text, path)
     return HostConfig(dict(_flatten(data)), path)
+
+
+def _key_at(text, line):
+    """The dotted key that line *line* (1-based) of TOML *text* sets."""
+    lines = text.splitlines()
+    key = lines[line - 1].split("=", 1)[0].strip()
+    for above in reversed(lines[:line - 1]):
+        m = re.match(r"\s*\[([^\[\]]+)\]", above)
+        if m:
+            return f"{m.group(1).strip()}.{key}"
+    return key
 
 
 def dumps(cfg):

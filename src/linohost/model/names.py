@@ -69,6 +69,16 @@ def env_name(name):
     return name
 
 
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
+
+
+def username(text):
+    """A Lino (Django) user name: letters, digits and ``_.@+-``."""
+    if not _USERNAME_RE.match(text):
+        raise UsageError(f"invalid user name {text!r} (letters, digits and _.@+- only)")
+    return text
+
+
 def languages(text):
     """Parse ``en,de`` (or ``en de``) into a tuple of language codes."""
     codes = tuple(c for c in re.split(r"[,\s]+", text.strip()) if c)

@@ -17,6 +17,8 @@ class Site(Record):
     front_end: str = "react"    # react or extjs
     domain: str = ""            # own host name (its own vhost), or ""
     db_name: str = ""           # server databases: database and user name
+    admin: str = ""             # the first admin of a site made empty (Lino's commands
+                                # sign in as it: users.demo_username)
     created: str = ""
 
     @property

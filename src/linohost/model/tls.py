@@ -19,6 +19,20 @@ def scheme(cfg):
     return "https" if enabled(cfg) else "http"
 
 
+def deploy_warnings(cfg):
+    """What Django's `check --deploy` still reports for a site of this host (as the
+    shared hook sets it up; its operator's part may change more), and why:
+    ``[(check id, reason)]``. Without TLS a site cannot insist on HTTPS."""
+    if not enabled(cfg):
+        why = "tls.mode is off: the site is reached over plain HTTP"
+        return [("security.W004", f"no HSTS ({why})"),
+                ("security.W008", f"no redirect to HTTPS ({why})"),
+                ("security.W012", f"the session cookie is not secure-only ({why})")]
+    if cfg["tls.hsts_max_age"] == 0:
+        return [("security.W004", "no HSTS (tls.hsts_max_age is 0)")]
+    return []
+
+
 def check(cfg):
     """Raise UsageError unless the TLS keys of *cfg* make a usable set."""
     mode = cfg["tls.mode"]

@@ -7,6 +7,8 @@ argv: PROJECT_DIR TASK... where TASK is one of
   static        collect static files into the (shared) STATIC_ROOT
   cache         build the site cache (media/cache: JS, JSON, CSS)
   locale        print the locale the site asks for (Lino's site_locale)
+  admin         create the first admin from PROJECT_DIR/.first-admin (username and
+                password on two lines; the file is removed first)
 Linohost ships this file; it imports nothing of linohost.
 """
 import os
@@ -45,6 +47,16 @@ for task in tasks:
         settings.SITE.build_site_cache(force=True, verbosity=0)
     elif task == "locale":
         print("site_locale:", settings.SITE.site_locale or "")
+    elif task == "admin":
+        secret = project / ".first-admin"
+        username, password = secret.read_text().split("\n")[:2]
+        secret.unlink()
+        from lino.api import rt
+        user = rt.models.users.User(username=username,
+                                    user_type=rt.models.users.UserTypes.admin)
+        user.set_password(password)
+        user.full_clean()
+        user.save()
     else:
         sys.exit(f"unknown task {task!r}")
     print(f"task {task} done in {time.monotonic() - started:.1f} s", flush=True)

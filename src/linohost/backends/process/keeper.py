@@ -57,6 +57,6 @@ class Keeper:
             r = rows.get(n) or {"name": n, "state": "sleeping", "pid": None, "uptime_s": None,
                                 "requests": None, "last_request": None, "cold_starts": None,
                                 "last_failure": None, "start": None, "plain_reason": None,
-                                "next_job": None, "job_wakes": None}
+                                "next_job": None, "job_wakes": None, "queued_s": None}
             out.append({**r, **memory.of(r["pid"])})
         return out

@@ -46,6 +46,7 @@ class ModWsgi:
                         "uptime_s": _uptime(pid), "requests": None, "last_request": None,
                         "cold_starts": None, "last_failure": None, "start": None,
                         "plain_reason": None, "next_job": None, "job_wakes": None,
+                        "queued_s": None,
                         **memory.of(pid)})
         return out
 
