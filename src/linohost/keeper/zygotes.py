@@ -127,7 +127,7 @@ class Zygote:
         prefix_mode = self.key[4]
         site = replace(self.sample, name=self.name, title=f"template of {self.name}",
                        domain="" if prefix_mode else f"{self.name}.invalid", db_name=self.name,
-                       db="sqlite")
+                       db="sqlite", admin="")          # (a site's own first admin: copied)
         env = h.env(site.env)
         top = self.project.parent
         shutil.rmtree(top, ignore_errors=True)
