@@ -152,6 +152,12 @@ def test_clone_to_an_existing_name_changes_nothing(host, cheap_site):
     assert archives(host) == before
 
 
+def test_backup_takes_what_its_advice_names(host):
+    line = refused(host, "backup", words=["--all", "--env NAME"])
+    refused(host, "backup", "--env", "nosuchenv", words=["nosuchenv"])   # an option it has
+    assert "--env" in line
+
+
 def test_admin_options_are_for_empty_sites(host):
     name = host.unique("adm")
     refused(host, "new", name, "--app", "cosi", "--admin", "boss", words=["--empty"])

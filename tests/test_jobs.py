@@ -66,10 +66,12 @@ def tasks(host, name):
 
 def asleep_with_known_schedule(host, name):
     """Wait till *name* sleeps after the keeper has heard of its schedule (the keeper
-    wakes every site once it knows nothing of); return its status row."""
+    wakes every site once whose schedule it never heard of, or knows it from before
+    it started: then it shows the next task); return its status row."""
     def ready():
         row = status(host)[name]
-        return row if row["state"] == "sleeping" and row["job_wakes"] else None
+        return row if row["state"] == "sleeping" and (row["job_wakes"] or row["next_job"]) \
+            else None
     row = wait_for(f"{name} asleep after its first wake", ready, timeout=240)
     assert name not in site_pids(host)
     return row
