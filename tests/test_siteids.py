@@ -16,6 +16,7 @@ def test_the_default_overlaps_nothing_reserved_nor_this_machines_ranges():
     ("500-600", ["0-999", "system users"]),
     ("65000-70000", ["60000-65535", "nobody"]),
     ("600000-600010", ["524288-1879048191", "container"]),
+    ("2147400000-2147400001", ["2147352576-2147418111", "foreign"]),
     ("3000000000-3000000001", ["signed"]),
     ("90-80", ["FIRST <= LAST"]),
     ("x-1", ["FIRST-LAST"]),

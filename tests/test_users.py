@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import LINOHOST, free_port, host_config, site_pids, wait_for
+from conftest import (LINOHOST, HostRoot, free_port, host_config, make_root, site_pids,
+                      start_serve, stop_serve, use_backend, wait_for)
 from leftovers import assert_one_error_line, assert_site_absent, snapshot
 
 pytestmark = [pytest.mark.slow,
@@ -357,31 +358,60 @@ def test_site_ids_come_from_the_hosts_range_and_are_never_shared(host):
         subprocess.run(["userdel", taken], check=False)
 
 
+def _as_an_earlier_linohost_made_it(host, name):
+    """Give site *name*'s user and group an id of Debian's system range, and its files
+    with them; (that id, the trees its files are in)."""
+    pw = user_of(name)
+    old = next(i for i in range(999, 100, -1) if _free_run(i, 1) == i)
+    user = PREFIX + name
+    subprocess.run(["groupmod", "--gid", str(old), user], check=True)
+    subprocess.run(["usermod", "--uid", str(old), "--gid", str(old), user], check=True)
+    tops = [host.root / name, host.root / "home" / name,
+            *(host.root / "secrets").glob(f"*-{name}")]
+    for top in tops:
+        subprocess.run(["chown", "-hR", f"--from={pw.pw_uid}", str(old), top], check=True)
+        subprocess.run(["chown", "-hR", f"--from=:{pw.pw_gid}", f":{old}", top], check=True)
+    return old, tops
+
+
+def _owners(tops):
+    """{path: (uid, gid)} of every file under *tops*."""
+    out = {}
+    for top in tops:
+        for path in [top, *top.rglob("*")]:
+            st = path.lstat()
+            out[path] = (st.st_uid, st.st_gid)
+    return out
+
+
+@pytest.fixture(scope="module")
+def old_root(host):
+    """A host root of its own (no server of the session's serves it), sharing the
+    session's environment (a symlink)."""
+    base = make_root("linohost-ids-")
+    h = HostRoot(base / "root")
+    h("init", "--port", free_port())
+    h.root.joinpath("envs").mkdir(exist_ok=True)
+    h.root.joinpath("envs", "default").symlink_to(host.root / "envs" / "default")
+    yield h
+    for s in json.loads(h("list", "--json", check=False).stdout or "[]"):
+        h("rm", s["name"], "--yes", "--no-archive", check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def test_a_site_moves_from_the_system_range_into_the_range_and_still_serves(host, kserver):
+    """Under the keeper its worker is let go while it moves."""
     name = host.unique("mv")
     host("new", name, "--app", "cosi", "--empty")
     try:
-        pw = user_of(name)
-        # as an earlier linohost made it: an id of Debian's system range, its files with it
-        old = next(i for i in range(999, 100, -1) if _free_run(i, 1) == i)
-        user = PREFIX + name
-        subprocess.run(["groupmod", "--gid", str(old), user], check=True)
-        subprocess.run(["usermod", "--uid", str(old), "--gid", str(old), user], check=True)
-        tops = [host.root / name, host.root / "home" / name,
-                *(host.root / "secrets").glob(f"*-{name}")]
-        for top in tops:
-            subprocess.run(["chown", "-hR", f"--from={pw.pw_uid}", str(old), top], check=True)
-            subprocess.run(["chown", "-hR", f"--from=:{pw.pw_gid}", f":{old}", top], check=True)
+        old, tops = _as_an_earlier_linohost_made_it(host, name)
         assert requests.get(kserver.url(name), timeout=300).status_code == 200
         wait_for("its worker", lambda: site_pids(host).get(name))
         p = host("move-ids", name)
         new = user_of(name).pw_uid
         assert 70000 <= new <= 99999 and user_of(name).pw_gid == new, p.stderr
         assert f"moved from id {old} to {new}" in p.stderr
-        for top in tops:
-            for path in [top, *top.rglob("*")]:
-                st = path.lstat()
-                assert old not in (st.st_uid, st.st_gid), path
+        assert old not in {i for ids in _owners(tops).values() for i in ids}
         media = (host.root / name / "media").stat()
         assert media.st_uid == new and media.st_gid == pwd.getpwnam("www-data").pw_gid
         assert requests.get(kserver.url(name), timeout=300).status_code == 200
@@ -390,6 +420,107 @@ def test_a_site_moves_from_the_system_range_into_the_range_and_still_serves(host
         assert "already has an id" in host("move-ids", name).stderr      # nothing to do
     finally:
         host("rm", name, "--yes", "--no-archive", check=False)
+
+
+def test_under_mod_wsgi_a_site_moves_once_apache_stopped(old_root):
+    """Its daemon never sleeps: refused while served (exit 2, nothing changed); moved
+    once serve stopped, it serves again as its new ids."""
+    h = old_root
+    use_backend(h, "mod_wsgi")
+    name = h.unique("mvw")
+    h("new", name, "--app", "cosi", "--empty")
+    try:
+        old, tops = _as_an_earlier_linohost_made_it(h, name)
+        before = _owners(tops)
+        server = start_serve(h, free_port())
+        try:
+            assert requests.get(server.url(name), timeout=300).status_code == 200
+            wait_for("its daemon", lambda: site_pids(h).get(name))
+            p = h("move-ids", name, check=False)
+            assert_one_error_line(p, 2, "served by mod_wsgi", name, "stop")
+            assert user_of(name).pw_uid == old and _owners(tops) == before
+        finally:
+            stop_serve(server)
+        p = h("move-ids", name)
+        new = user_of(name).pw_uid
+        assert 70000 <= new <= 99999 and f"moved from id {old} to {new}" in p.stderr
+        assert old not in {i for ids in _owners(tops).values() for i in ids}
+        server = start_serve(h, free_port())
+        try:
+            assert requests.get(server.url(name), timeout=300).status_code == 200
+            pid = wait_for("its daemon", lambda: site_pids(h).get(name))
+            assert Path(f"/proc/{pid}").stat().st_uid == new
+        finally:
+            stop_serve(server)
+    finally:
+        h("rm", name, "--yes", "--no-archive", check=False)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_move_is_rolled_back(old_root, sig):
+    """Ctrl-C while its files are given to the new ids undoes the move at once; a kill
+    is undone by the next command: the old ids, every file as it was."""
+    import grp
+    h = old_root
+    name = h.unique("mvkill")
+    h("new", name, "--app", "cosi", "--empty")
+    try:
+        old, tops = _as_an_earlier_linohost_made_it(h, name)
+        bulk = h.root / name / "media" / "uploads" / "bulk"        # a long walk to cut
+        bulk.mkdir(parents=True)
+        for i in range(40000):
+            (bulk / str(i)).touch()
+        subprocess.run(["chown", "-R", f"{old}:{old}", bulk.parent], check=True)
+        before = _owners(tops)
+        env = {**os.environ, "LINOHOST_ROOT": str(h.root)}
+        proc = subprocess.Popen([*LINOHOST, "move-ids", name], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            wait_for("its project given to the new id",
+                     lambda: (h.root / name).stat().st_uid != old or proc.poll() is not None,
+                     every=0.002)
+            assert proc.poll() is None, "move-ids ended before it was interrupted"
+            assert (bulk / "39999").stat().st_uid == old, "its walk ended too soon"
+            proc.send_signal(sig)
+            proc.wait(120)
+        finally:
+            proc.kill()
+            proc.wait()
+        if sig == signal.SIGKILL:
+            assert "repairing an interrupted move-ids" in h("list").stderr
+        else:
+            assert proc.returncode == 130, proc.stderr.read()
+        assert (user_of(name).pw_uid, user_of(name).pw_gid) == (old, old)
+        assert grp.getgrnam(PREFIX + name).gr_gid == old
+        assert _owners(tops) == before
+    finally:
+        h("rm", name, "--yes", "--no-archive", check=False)
+
+
+def test_a_move_killed_between_groupmod_and_usermod_is_undone(old_root):
+    """The kill came after move-ids renumbered the group, before the user: the next
+    command gives the group its old id back (and the user its primary group)."""
+    import grp
+    from linohost.apply.journal import Journal
+    from linohost.model.host import Host
+    h = old_root
+    name = h.unique("mvcut")
+    h("new", name, "--app", "cosi", "--empty")
+    try:
+        old, tops = _as_an_earlier_linohost_made_it(h, name)
+        before = _owners(tops)
+        new = _free_run(95000 + (os.getpid() % 500) * 8, 1)
+        journal = Journal(Host.open(h.root), "move-ids", name).start()    # as move-ids does
+        journal.record("site_ids", site=name, user=PREFIX + name, uid=old, gid=old, new=new)
+        subprocess.run(["groupmod", "--gid", str(new), PREFIX + name], check=True)
+        assert user_of(name).pw_gid == new                  # then the kill
+        assert "repairing an interrupted move-ids" in h("list").stderr
+        assert grp.getgrnam(PREFIX + name).gr_gid == old
+        assert (user_of(name).pw_uid, user_of(name).pw_gid) == (old, old)
+        assert _owners(tops) == before
+    finally:
+        h("rm", name, "--yes", "--no-archive", check=False)
 
 
 def test_too_long_for_a_user_name_is_refused(host):

@@ -411,7 +411,8 @@ def rm(state, site, yes, no_archive):
 @pass_state
 def move_ids(state, names, all_sites):
     """Give the users of SITE... (or --all) ids from site_ids: sites made by an older
-    linohost have Debian's system ids (each site is let sleep while it moves)."""
+    linohost have Debian's system ids (each site is let sleep while it moves; under
+    mod_wsgi, stop Apache first)."""
     from .apply import fleet, users
     from .backends.process import process_backend
     ctx = state.context()
@@ -420,11 +421,18 @@ def move_ids(state, names, all_sites):
     with state.locked(ctx):
         chosen = fleet.select(ctx.host, names, all_sites)
         users.id_range(ctx)                        # a bad range: refused before any site
-        backend = process_backend(ctx.host)
+        moving = [s for s in chosen if users.outside_range(ctx, s.name)]
         for s in chosen:
-            if not users.outside_range(ctx, s.name):
+            if s not in moving:
                 output.progress(f"{s.name}: its user already has an id of site_ids")
-                continue
+        if ctx.host.cfg["process_backend"] == "mod_wsgi":
+            awake = [s.name for s in moving if users.runs(ctx, s.name)]
+            if awake:                              # its daemon never sleeps: refused at once
+                raise UsageError(f"{', '.join(awake)}: served by mod_wsgi (a daemon runs as "
+                                 f"its user): stop `linohost serve` or the system's Apache, "
+                                 f"then move")
+        backend = process_backend(ctx.host)
+        for s in moving:
             backend.restart_site(s.name)           # its worker leaves; the next starts anew
             journal = Journal(ctx.host, "move-ids", s.name).start()
             try:

@@ -55,7 +55,7 @@ class Journal:
 
     def undo(self, ctx, log=None):
         """Destroy what was recorded: reversed for a creation, in order for a removal."""
-        from . import backup, envs, restore, sites, upgrade  # noqa: F401  (their undo steps)
+        from . import backup, envs, restore, sites, upgrade, users  # noqa: F401  (their undo steps)
         steps = self.steps if self.op == "rm" else list(reversed(self.steps))
         errors = []
         for step in steps:

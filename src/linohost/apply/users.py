@@ -202,6 +202,11 @@ def _userdel(ctx, name):
     ctx.system.run(["userdel", "--force", name], what=f"userdel {name}")
 
 
+def runs(ctx, site_name):
+    """Whether a process of site *site_name*'s user runs (a worker, a daemon)."""
+    return _busy(ctx.system.user_of(site_name))
+
+
 def _busy(name):
     import pwd
     uid = pwd.getpwnam(name).pw_uid
@@ -492,14 +497,17 @@ def rechown(top, old, new):
 
 @undo_step("site_ids")
 def _undo_site_ids(ctx, site, user, uid, gid, new):
-    """Give the site's user back its old ids, and its files."""
+    """Give the site's user and group back their old ids (each that was changed: a
+    kill may come between groupmod and usermod), and its files."""
+    import grp
     import pwd
     try:
-        now = pwd.getpwnam(user).pw_uid
+        now_uid, now_gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(user).gr_gid
     except KeyError:
         return
-    if now == new:
-        ctx.system.run(["usermod", "--uid", uid, "--gid", new, user], what=f"usermod {user}")
+    if now_uid == new:
+        ctx.system.run(["usermod", "--uid", uid, user], what=f"usermod {user}")
+    if now_gid == new:              # groupmod keeps it the user's primary group
         ctx.system.run(["groupmod", "--gid", gid, user], what=f"groupmod {user}")
     for top in _site_paths(ctx, site):
         rechown(top, (new, new), (uid, gid))

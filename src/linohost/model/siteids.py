@@ -4,8 +4,9 @@ Site users are not Debian's dynamic system users (``useradd --system`` takes ids
 100-999, shared with every package that adds a user: 885 sites used them up) nor
 people's accounts: each gets the lowest id of this host's range that is free as a
 user id and as a group id, the same number for both. The default, 70000-99999,
-collides with none of the ranges below nor with the subordinate ids that `useradd`
-hands out (from SUB_UID_MIN, 100000) for user namespaces.
+collides with none of the ranges below (Debian policy 9.2.2 and systemd's
+UIDS-GIDS.md) nor with the subordinate ids that `useradd` hands out (from
+SUB_UID_MIN, 100000) for user namespaces.
 """
 
 import re
@@ -20,6 +21,7 @@ RESERVED = (
     (60000, 65535, "Debian's reserved ids and nobody (policy 9.2.2), systemd's homed, "
                    "userns and dynamic users (61184-65519)"),
     (524288, 1879048191, "systemd's container ranges"),
+    (2147352576, 2147418111, "systemd's foreign UID range (OS images)"),
     (2147483648, 4294967295, "ids negative as signed 32-bit numbers (systemd: avoid)"),
 )
 

@@ -104,9 +104,15 @@ def sites_conf(mounts, listen, backend, htdocs, extra="", tls=None):
     )
 
 
-def index_html(mounts, server_name):
-    """The page at `/` of the server: every site with its link."""
-    return render("apache/index.html.j2", mounts=mounts, server_name=server_name)
+#: Sites on one page of the landing page; beyond, it gets a search box and pages.
+LANDING_PAGE = 50
+
+
+def index_html(mounts, server_name, page=LANDING_PAGE):
+    """The page at `/` of the server: every site with its link (more than *page*
+    sites: a search box and pages of *page*, in the browser)."""
+    return render("apache/index.html.j2", mounts=mounts, server_name=server_name,
+                  page=page, paged=len(mounts) > page)
 
 
 def embedded_conf(*, server_root, listen, run_dir, logs_dir, user, group, module_lines,
