@@ -44,6 +44,7 @@ class State:
 
     @staticmethod
     def _repair(ctx):
+        from .apply import restore, upgrade, users  # noqa: F401 (with sites: every undo step)
         for j in Journal.pending(ctx.host):
             output.progress(f"repairing an interrupted {j.op} ({j.path.name})")
             j.undo(ctx, log=output.progress)
@@ -292,8 +293,9 @@ def list_(state, as_json):
 def _url_port(host):
     """The port of the running `linohost serve`; else the configured one, said so."""
     from .apply import serve as serving
-    if serving.running(host):
-        return serving.serving_port(host)
+    serve = serving.running(host)
+    if serve:
+        return serve["port"]
     port = host.cfg["apache.port"]
     if not serving.what_serves(host):
         output.progress(f"nothing serves these sites now: the URLs are those of "

@@ -11,7 +11,7 @@ from .. import __version__
 from ..backends.db import backend
 from ..model import archive
 from ..model.archive import Manifest
-from .files import remove_tree
+from ..fs import remove_tree
 from . import warm
 from .journal import Journal
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..backends.db import backend
-from .files import remove_tree
+from ..fs import remove_tree
 
 READY = "ready"
 

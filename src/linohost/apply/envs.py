@@ -9,8 +9,8 @@ from pathlib import Path
 from ..errors import Conflict, StepFailed
 from ..model import apps, names
 from ..model.env import Env
-from .files import atomic_write, remove_tree
-from .journal import Journal, undo_step
+from ..fs import atomic_write
+from .journal import Journal
 from . import warm
 from .users import own_tree
 
@@ -157,12 +157,3 @@ def _replace(env, **kw):
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-
-@undo_step("tree")
-def _undo_tree(ctx, path):
-    remove_tree(path)
-
-
-@undo_step("file")
-def _undo_file(ctx, path):
-    Path(path).unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from ..model.host import Host
 from ..render import site as render_site
 from . import envs, keys, users
 from .context import Context
-from .files import atomic_write, write_secret
+from ..fs import atomic_write, write_secret
 from .system import System
 
 SMTP_PASSWORD = keys.SMTP_PASSWORD

@@ -12,9 +12,11 @@ import os
 import time
 from pathlib import Path
 
-from .files import atomic_write
+from ..fs import atomic_write, remove_tree
 
-#: kind -> function(ctx, **args) that destroys one resource, idempotently.
+#: kind -> function(ctx, **args) that destroys one resource, idempotently. Each
+#: operation module registers its own kinds; whoever undoes a journal another
+#: command left imports them all (the CLI's repair), so the journal knows none.
 UNDO = {}
 
 
@@ -23,6 +25,16 @@ def undo_step(kind):
         UNDO[kind] = fn
         return fn
     return register
+
+
+@undo_step("tree")
+def _undo_tree(ctx, path):
+    remove_tree(path)
+
+
+@undo_step("file")
+def _undo_file(ctx, path):
+    Path(path).unlink(missing_ok=True)
 
 
 class Journal:
@@ -55,7 +67,6 @@ class Journal:
 
     def undo(self, ctx, log=None):
         """Destroy what was recorded: reversed for a creation, in order for a removal."""
-        from . import backup, envs, restore, sites, upgrade, users  # noqa: F401  (their undo steps)
         steps = self.steps if self.op == "rm" else list(reversed(self.steps))
         errors = []
         for step in steps:

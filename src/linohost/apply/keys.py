@@ -16,7 +16,7 @@ import hmac
 import stat
 
 from ..errors import UsageError
-from .files import write_secret
+from ..fs import write_secret
 
 HOST_KEYS = {"derived": "master.key", "shared": "shared.key"}
 #: The host's SMTP password (root's); each site reads its own copy.

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import StepFailed
-from .files import atomic_write
+from ..fs import atomic_write
 
 LOCALE_GEN = Path("/etc/locale.gen")
 DEFINITIONS = Path("/usr/share/i18n/locales")

@@ -4,7 +4,7 @@ answers every request with it (status 503), whatever runs behind."""
 from contextlib import contextmanager
 
 from ..render import render
-from .files import atomic_write
+from ..fs import atomic_write
 
 
 def path(host, name):

@@ -17,7 +17,7 @@ from ..model.archive import Manifest
 from ..model.site import Site
 from . import envs, sites, users, warm
 from .backup import backup, backup_dir, fresh_dir
-from .files import remove_tree
+from ..fs import remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
 

@@ -23,7 +23,7 @@ from ..errors import LinohostError, StepFailed, UsageError
 from ..model import config, tls
 from ..render import apache as render_apache
 from . import envs, ready, users
-from .files import atomic_write
+from ..fs import atomic_write
 from .keeper_process import KeeperProcess
 
 

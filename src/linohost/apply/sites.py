@@ -16,7 +16,7 @@ from ..model import apps, names
 from ..model.site import Site
 from ..render import site as render_site
 from . import demo, envs, keys, locales, users
-from .files import atomic_write, write_secret
+from ..fs import atomic_write, write_secret
 from .journal import Journal, undo_step
 
 

@@ -17,7 +17,7 @@ from ..errors import StepFailed, UsageError
 from ..model import tls
 from ..render import apache as render_apache
 from . import users
-from .files import atomic_write
+from ..fs import atomic_write
 
 CONFDIR = Path(os.environ.get("APACHE_CONFDIR", "/etc/apache2"))
 

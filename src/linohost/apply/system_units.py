@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import StepFailed, UsageError
 from ..render import systemd as render_systemd
-from .files import atomic_write
+from ..fs import atomic_write
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 

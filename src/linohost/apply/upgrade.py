@@ -20,7 +20,7 @@ from ..errors import StepFailed, UsageError
 from ..model import apps, config
 from . import envs
 from .backup import backup
-from .files import atomic_write, remove_tree
+from ..fs import atomic_write, remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
 from .restore import load_portable, opened

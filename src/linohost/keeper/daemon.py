@@ -31,7 +31,7 @@ import socket
 import subprocess
 import time
 
-from ..apply.files import atomic_write
+from ..fs import atomic_write
 from ..errors import ConfigError, UsageError
 from ..model import config
 from . import paths, schedules

@@ -10,7 +10,7 @@ task or changed the schedule), so the keeper wakes the site once to learn it ane
 import json
 import logging
 
-from ..apply.files import atomic_write
+from ..fs import atomic_write
 from . import paths
 
 log = logging.getLogger("linohost.keeper")

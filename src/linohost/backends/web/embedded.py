@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from ...errors import UsageError
-from ...apply.files import remove_tree
+from ...fs import remove_tree
 from .base import OwnApache, python_version
 
 PACKAGE = "mod-wsgi-standalone"
