@@ -35,7 +35,7 @@ import requests
 
 from bench_serve import free_port, start_serve, stop, wait_200
 from bench_warm import all_asleep, set_config
-from common import BenchHost, KeptHost, median, percentile, table, tree_memory
+from common import BenchHost, KeptHost, median, table, tree_memory
 
 COLD = 20
 TICK = os.sysconf("SC_CLK_TCK")

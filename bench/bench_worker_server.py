@@ -22,6 +22,7 @@ Usage: python bench/bench_worker_server.py [--root DIR --site NAME] [--duration 
 
 import argparse
 import functools
+import json
 import os
 import shutil
 import socket
@@ -30,7 +31,7 @@ import sys
 import threading
 import time
 
-from linohost.keeper.daemon import WORKER_SOURCE
+from linohost.keeper import protocol, shipped
 
 from bench_serve import API, ENV, _host_key, free_port, login, start_gunicorn, stop, wait_200
 from common import BenchHost, KeptHost, median, table, tree_memory, warm_up, wrk_latency
@@ -45,16 +46,17 @@ def start_waitress(h, site, port, threads):
     sock.listen(1024)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     project = h.root / site
-    env = {**os.environ, "LINOHOST_LISTEN_FD": str(sock.fileno()),
-           "LINOHOST_STATUS_FD": str(status_w), "LINOHOST_THREADS": str(threads),
-           "LINOHOST_IDLE_TIMEOUT": "0", "LINOHOST_KEEPER_PID": str(os.getpid())}
+    request = {"site": site, "project": str(project), "keeper_pid": os.getpid(),
+               "threads": threads, "idle_timeout": 0, "grace": 30, "jobs": None}
+    env = {**os.environ, **shipped.environ(), "LINOHOST_LISTEN_FD": str(sock.fileno()),
+           "LINOHOST_STATUS_FD": str(status_w), protocol.START: json.dumps(request)}
     as_owner = {}
     if os.geteuid() == 0:
         as_owner = {"user": _owner(h, "site_user"), "group": _owner(h, "site_group"),
                     "extra_groups": []}
     try:
         proc = subprocess.Popen(
-            [h.root / "envs" / ENV / "bin" / "python", "-c", WORKER_SOURCE, project],
+            shipped.argv(h.root / "envs" / ENV / "bin" / "python", "worker", project),
             cwd=project, stdin=subprocess.DEVNULL, env=env, pass_fds=(sock.fileno(), status_w),
             stdout=open(h.base / "waitress.log", "a"), stderr=subprocess.STDOUT,
             start_new_session=True, **as_owner)

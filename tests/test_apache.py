@@ -10,7 +10,8 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from conftest import free_port, site_pids, start_serve, stop_serve
+from hoststate import site_pids
+from serving import free_port, start_serve, stop_serve
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +106,8 @@ SECRETS = ("SECRET_KEY", "DATABASES", "djangosite_local", "SQLite format 3", "BE
            "import os")
 
 
-@pytest.mark.parametrize("path", [
+#: URLs that must not reach a file outside media/ and static/ ({a}, {b}: two sites).
+ODD_URLS = [
     "{a}/media/../settings.py",
     "{a}/media/%2e%2e/settings.py",
     "{a}/media/%2E%2E%2Fsettings.py",
@@ -122,7 +124,10 @@ SECRETS = ("SECRET_KEY", "DATABASES", "djangosite_local", "SQLite format 3", "BE
     "/linohost.toml",
     "/nosuchsite/",
     "/{b}/../{a}/media/../settings.py",
-])
+]
+
+
+@pytest.mark.parametrize("path", ODD_URLS)
 def test_odd_urls_reveal_nothing(server, cosi_sites, path):
     a, b = cosi_sites["sqlite"], cosi_sites["postgresql"]
     url = server.base + "/" + path.format(a=a, b=b).lstrip("/")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fingerprint, kill_at
+from hoststate import fingerprint
+from runner import kill_at
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ import pytest
 import tomli_w
 import tomllib
 
-from conftest import LINOHOST
+from hoststate import wait_for
+from runner import LINOHOST
 from leftovers import (assert_one_error_line, assert_site_absent, journals, server_leftovers,
                        snapshot)
 
@@ -190,7 +191,7 @@ def test_existing_database_user_is_refused_and_kept(host):
 @pytest.mark.parametrize("command", [["new", "site1", "--app", "cosi"], ["list"],
                                      ["env", "create", "e1"], ["show", "site1"]])
 def test_uninitialised_root(command):
-    from conftest import linohost
+    from runner import linohost
     with tempfile.TemporaryDirectory() as d:
         for root in (Path(d), Path(d) / "missing"):
             p = linohost(root, *command, check=False)
@@ -351,10 +352,8 @@ def test_killed_new_is_repaired_by_the_next_command(host, db, data):
         dbn = host.db_name(name)
         assert server_leftovers(dbn) == [f"{db} database {dbn}", f"{db} {user} {dbn}"]
         assert journals(host) == [f"new-{name}.json"]
-        deadline = time.monotonic() + 30         # kill it while Django runs in the site
-        while not processes_in(host.root / name) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert processes_in(host.root / name), "no manage.py child seen"
+        wait_for("a manage.py child (to kill it while Django runs in the site)",
+                 lambda: processes_in(host.root / name), timeout=30, every=0.05)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()

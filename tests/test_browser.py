@@ -22,7 +22,8 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.common.exceptions import (ElementClickInterceptedException,
-                                        StaleElementReferenceException, TimeoutException)
+                                        StaleElementReferenceException, TimeoutException,
+                                        WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -49,12 +50,13 @@ def artefacts():
 class Browser:
     """One headless Chromium with its performance log, for one site."""
 
-    def __init__(self, label):
+    def __init__(self, label, console=False):
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
         for f in FLAGS:
             opts.add_argument(f)
-        opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        logs = {"performance": "ALL", **({"browser": "ALL"} if console else {})}
+        opts.set_capability("goog:loggingPrefs", logs)
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         self.driver.set_page_load_timeout(WAIT)
         self.driver.set_script_timeout(WAIT)
@@ -84,13 +86,19 @@ class Browser:
 
     def click(self, locator, what):
         """Click *locator* once it is clickable and nothing lies over it: a person
-        waits until a notification (React's toast) has faded and clicks then."""
+        waits until a notification (React's toast) has faded and clicks then, and
+        clicks again when the page navigated under the click (a front end that reloads
+        itself once its service worker took over)."""
         def clicked(driver):
             element = EC.element_to_be_clickable(locator)(driver)
             try:
                 return element and (element.click() or True)
             except ElementClickInterceptedException:
                 return False
+            except WebDriverException as e:
+                if "navigat" in str(e.msg):
+                    return False
+                raise
         self.until(clicked, what)
 
     def body_text(self):
@@ -130,8 +138,8 @@ class Browser:
 def browser(request):
     made = []
 
-    def make(label):
-        b = Browser(label)
+    def make(label, console=False):
+        b = Browser(label, console)
         made.append(b)
         return b
     yield make
@@ -193,10 +201,11 @@ LOG_LINE = re.compile(r'\S+ \[[^\]]*\] "(?P<request>[^"]*)" (?P<status>\d{3}) ')
 
 
 class AccessLog:
-    """The requests the web server answered since a mark, from ROOT/logs/apache-access.log."""
+    """The requests the web server answered since a mark, from ROOT/logs/apache-access.log
+    (or *name*: nginx-access.log)."""
 
-    def __init__(self, host):
-        self.path = host.root / "logs" / "apache-access.log"
+    def __init__(self, host, name="apache-access.log"):
+        self.path = host.root / "logs" / name
         self.offset = 0
 
     def mark(self):
@@ -232,7 +241,9 @@ def check_access_log(log, label, prefix):
     assert logged, f"{label}: the access log shows no request"
     print(f"{label}: {len(logged)} requests in the access log")
     outside = [f"{m} {p}" for m, p, s in logged if not p.startswith(prefix)]
-    failed = [f"{s} {m} {p}" for m, p, s in logged if s >= 400]
+    # 499: nginx's note that the browser closed the request before the answer (ExtJS
+    # reloads the page after sign-in); check_requests sees the same one as dropped.
+    failed = [f"{s} {m} {p}" for m, p, s in logged if s >= 400 and s != 499]
     assert outside == [], f"{label}: requests outside {prefix}: {outside}"
     assert failed == [], f"{label}: failed requests: {failed}"
     return logged
@@ -250,12 +261,21 @@ def wait_until_served(url):
 
 
 def react_sign_in(b):
-    b.click((By.XPATH, "//button[normalize-space()='Sign in']"), "Sign in button")
-    dialog = b.until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".p-dialog")),
-                     "sign-in dialog")
-    dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys("robin")
-    dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("1234")
-    dialog.find_element(By.XPATH, ".//button[normalize-space()='OK']").click()
+    """Sign in through React's dialog; once more if the page reloaded itself meanwhile
+    (as a person would: the dialog they typed into is gone)."""
+    for attempt in (1, 2):
+        b.click((By.XPATH, "//button[normalize-space()='Sign in']"), "Sign in button")
+        dialog = b.until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".p-dialog")),
+                         "sign-in dialog")
+        try:
+            dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys("robin")
+            dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("1234")
+            dialog.find_element(By.XPATH, ".//button[normalize-space()='OK']").click()
+            break
+        except (StaleElementReferenceException, WebDriverException) as e:
+            if attempt == 2 or not isinstance(e, StaleElementReferenceException) \
+                    and "navigat" not in str(e.msg):
+                raise
     b.until(signed_in(b), "greeting of the signed-in user")
 
 
@@ -371,7 +391,13 @@ def test_react_site_on_its_own_host_name(server, domain_sites, browser):
     wait_until_served(base)     # its Lino loaded (under mod_wsgi at its first request)
     b = browser(f"domain-react-{site}")
     b.get(base)
-    react_sign_in(b)
+    try:
+        react_sign_in(b)
+    except AssertionError:
+        # Seen once in CI under mod_wsgi on a busy machine: the app stayed blank with no
+        # failed request. A person reloads; a second blank page fails the test.
+        b.get(base)
+        react_sign_in(b)
     b.shot("main")
     assert {c["name"] for c in b.driver.get_cookies()} >= {"sessionid"}
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import announced, free_port, site_pids, start_serve, stop_serve
+from hoststate import site_pids
+from serving import announced, free_port, start_serve, stop_serve
 from linohost.backends.web import DebianApache, EmbeddedApache, serve_apache, serve_modules
 from linohost.backends.web.base import BASE_MODULES
 from linohost.errors import UsageError

@@ -11,7 +11,8 @@ from datetime import datetime
 
 import pytest
 
-from conftest import host_config, site_pids, status, wait_for
+from hoststate import site_pids, status, wait_for
+from runner import host_config
 
 pytestmark = pytest.mark.slow
 
@@ -136,10 +137,10 @@ def test_a_scheduled_task_wakes_the_sleeping_site_on_time(host, jobs_on, two_sit
     asleep_with_known_schedule(host, b)
     manage_shell(host, b, EVERY.format(procedure="checkdata", unit="secondly", every=20))
     # the keeper wakes it once to learn the new schedule ...
-    first = wait_for("checkdata run after the change", lambda: (
-        status(host)[b]["state"] == "sleeping" and tasks(host, b)["checkdata"][1]
-        and tasks(host, b)["checkdata"][1] > _db_now(host, b, -30)
-        and tasks(host, b)["checkdata"][1]), timeout=120)
+    def ran_after_change():
+        last = status(host)[b]["state"] == "sleeping" and tasks(host, b)["checkdata"][1]
+        return last and last > _db_now(host, b, -30) and last      # one reading of it
+    first = wait_for("checkdata run after the change", ran_after_change, timeout=120)
     wakes = status(host)[b]["job_wakes"]
     assert b not in site_pids(host)
     # ... and then again when the task is due (20 s after its end), and it sleeps after

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import host_config, site_pids, status, wait_for
+from hoststate import site_pids, status, wait_for, wait_zygotes_ready
+from runner import host_config
 from linohost.keeper import states
 from linohost.model.host import Host
 from test_apache import descendants
@@ -228,7 +229,7 @@ def test_a_killed_keeper_is_restarted_and_leaves_nothing_behind(host, kserver, c
                  .status_code == 200, every=1)
     assert not Path(f"/proc/{old_keeper}").exists()
     assert new_keeper != old_keeper
-    socks = {p.stem for p in (host.root / "run" / "sockets").iterdir()}
+    socks = {p.stem for p in (host.root / "run" / "sockets").iterdir()} - {"_linohost"}
     assert socks == {s["name"] for s in json.loads(host("list", "--json").stdout)}
     assert kserver.proc.poll() is None
 
@@ -275,61 +276,215 @@ def test_host_header_reaches_django(host, kserver, cosi_sites):
 
 # -- a burst of first requests right after a start (issue 18) --------------------------
 
-@slow
-@pytest.mark.timeout(1500)
-def test_a_burst_after_serve_starts_waits_for_the_zygote_and_is_bounded(host, kserver):
-    """Thirty sleeping sites of one group get their first request at once, right after
-    `serve` starts: each is answered by its own site, none starts plainly beside the
-    zygote that is starting, and the keeper never starts more than it admits."""
-    import concurrent.futures
-    from conftest import start_serve, stop_serve
-    from linohost.keeper import control
+@pytest.fixture(scope="module")
+def burst_sites(host):
+    """Thirty sleeping Cosi sites of one group (each page names its site)."""
     names = [host.unique("burst") for _ in range(30)]
     for n in names:
         host("new", n, "--app", "cosi", "--front-end", "extjs", "--title", f"Burst {n}")
+    yield names
+    for n in names:
+        host("rm", n, "--yes", "--no-archive", check=False)
+
+
+@contextlib.contextmanager
+def restarted_serve(host, kserver, **keys):
+    """`serve` stopped and started again with *keys* in the host config (a fresh keeper
+    whose sites all sleep); afterwards as before."""
+    from serving import start_serve, stop_serve
     stop_serve(kserver)
-    seen = {"plain": 0, "zygote": 0, "plain_starts": []}
     try:
-        with host_config(host, **{"keeper.max_starting": 2}):
+        with host_config(host, **keys):
             s = start_serve(host, kserver.port, timeout=300)
             kserver.proc = s.proc
-            h = Host.open(host.root)
-            stop = threading.Event()
-
-            def sample():
-                while not stop.is_set():
-                    try:
-                        rows = control.call(h, "status", timeout=10)["sites"]
-                    except (control.NotRunning, OSError):
-                        continue
-                    for mode in ("plain", "zygote"):
-                        seen[mode] = max(seen[mode], sum(
-                            1 for r in rows if r["state"] == "starting" and r["start"] == mode))
-                    time.sleep(0.05)
-
-            def first(n):
-                r = requests.get(s.url(n), timeout=300)
-                return r.status_code, f"Burst {n}" in r.text
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            t0 = time.monotonic()
-            with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
-                answers = dict(zip(names, pool.map(first, names)))
-            took = time.monotonic() - t0
-            stop.set()
-            sampler.join()
-            print(f"\n30 first requests right after serve started: all answered in "
-                  f"{took:.1f} s; at most {seen['zygote']} forks and {seen['plain']} plain "
-                  f"starts at once")
-            assert answers == {n: (200, True) for n in names}
-            rows = status(host)
-            assert {rows[n]["start"] for n in names} == {"zygote"}, \
-                {n: rows[n]["plain_reason"] for n in names if rows[n]["start"] != "zygote"}
-            assert seen["plain"] <= 2 and seen["zygote"] <= 8
+            yield s
     finally:
         if kserver.proc.poll() is None:
             stop_serve(kserver)
         kserver.proc = start_serve(host, kserver.port, timeout=300).proc
+
+
+def burst(host, s, names, count):
+    """Every site's first request at once; return ({site: (status, its own page)},
+    seconds, the most status rows that *count* held at once)."""
+    import concurrent.futures
+    from linohost.keeper import control
+    h = Host.open(host.root)
+    stop, most = threading.Event(), []
+
+    def sample():
+        while not stop.is_set():
+            try:
+                rows = control.call(h, "status", timeout=10)["sites"]
+            except (control.NotRunning, OSError):
+                continue
+            most.append(count(rows))
+            time.sleep(0.05)
+
+    def first(n):
+        r = requests.get(s.url(n), timeout=300)
+        return r.status_code, f"Burst {n}" in r.text
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    t0 = time.monotonic()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+            answers = dict(zip(names, pool.map(first, names)))
+    finally:
+        stop.set()
+        sampler.join()
+    return answers, time.monotonic() - t0, max(most, default=None)
+
+
+@slow
+@pytest.mark.timeout(1500)
+def test_a_burst_after_serve_starts_waits_for_the_zygote_and_is_bounded(host, kserver,
+                                                                         burst_sites):
+    """Thirty sleeping sites of one group get their first request at once, right after
+    `serve` starts: each is answered by its own site, none starts plainly beside the
+    zygote that is starting, and the keeper never starts more than it admits."""
+    names = burst_sites
+    with restarted_serve(host, kserver, **{"keeper.max_starting": 2}) as s:
+        answers, took, most = burst(host, s, names, lambda rows: tuple(
+            sum(1 for r in rows if r["state"] == "starting" and r["start"] == mode)
+            for mode in ("plain", "zygote")))
+        print(f"\n30 first requests right after serve started: all answered in "
+              f"{took:.1f} s; at most {most[1]} forks and {most[0]} plain starts at once")
+        assert answers == {n: (200, True) for n in names}
+        rows = status(host)
+        assert {rows[n]["start"] for n in names} == {"zygote"}, \
+            {n: rows[n]["plain_reason"] for n in names if rows[n]["start"] != "zygote"}
+        assert most[0] <= 2 and most[1] <= 8
+
+
+@slow
+@pytest.mark.timeout(1500)
+def test_a_burst_beyond_max_workers_lets_the_idlest_go_and_memory_is_kept(host, kserver,
+                                                                          burst_sites):
+    """With room for five workers, thirty first requests at once are all answered by
+    their own sites while the least recently used workers leave; with no memory to
+    spare and no worker left to go, a site answers the keeper's 503 with Retry-After,
+    counted in status, and serves again once memory is there."""
+    names = burst_sites
+    with restarted_serve(host, kserver, **{"keeper.max_workers": 5}) as s:
+        answers, took, most = burst(host, s, names, lambda rows: sum(
+            1 for r in rows if r["state"] in ("starting", "running")))
+        print(f"\n30 first requests with keeper.max_workers = 5: all answered in "
+              f"{took:.1f} s; at most {most} workers at once")
+        assert answers == {n: (200, True) for n in names}
+        assert most <= 5
+        log = (host.root / "logs" / "keeper.log").read_text()
+        assert "let go (least recently used)" in log
+        rows = status(host)
+        asleep = [n for n in names if rows[n]["state"] == "sleeping"]
+        assert len(asleep) >= 25
+        with host_config(host, **{"keeper.min_free_memory": 10 ** 8}):   # 100 TiB
+            time.sleep(2)                           # the keeper reads its config
+            r = requests.get(s.url(asleep[0]), timeout=300)
+            assert r.status_code == 503 and r.headers["Retry-After"] == "30", r.status_code
+            assert asleep[0] in r.text and "Traceback" not in r.text
+            rows = status(host)
+            assert rows[asleep[0]]["refused"] >= 1
+            assert not [n for n in names if rows[n]["state"] in ("starting", "running")]
+        time.sleep(2)
+        r = requests.get(s.url(asleep[0]), timeout=300)
+        assert r.status_code == 200 and f"Burst {asleep[0]}" in r.text
+
+
+#: A site's own URL whose worker then holds 400 MiB (a cache, a big report's data).
+HOLD = '''
+from django.http import HttpResponse
+from django.urls import re_path
+from lino.core.urls import urlpatterns
+
+HELD = []
+
+
+def hold(request):
+    if not HELD:
+        HELD.append(b"x" * (400 << 20))
+    return HttpResponse("held")
+
+
+urlpatterns = [re_path(r"^(?:.*/)?hold/$", hold), *urlpatterns]
+'''
+
+
+@contextlib.contextmanager
+def holding(host, names):
+    """*names* get the URL above (in their own part of settings.py); as before after."""
+    saved = {}
+    try:
         for n in names:
-            host("rm", n, "--yes", "--no-archive", check=False)
+            project = host.root / n
+            saved[n] = (project / "settings.py").read_text()
+            (project / "hold.py").write_text(HOLD)
+            os.chmod(project / "hold.py", 0o644)
+            (project / "settings.py").write_text(saved[n] + f'ROOT_URLCONF = "{n}.hold"\n')
+        yield
+    finally:
+        for n, text in saved.items():
+            (host.root / n / "settings.py").write_text(text)
+            (host.root / n / "hold.py").unlink(missing_ok=True)
+
+
+@slow
+@pytest.mark.timeout(1500)
+def test_short_of_memory_the_least_recently_used_workers_leave(host, kserver, burst_sites):
+    """keeper.min_free_memory alone (no max_workers) bounds the workers: with room for
+    about five workers that hold 400 MiB each, ten sites hit at once all answer (some
+    after waiting, none with a 503: there is always a worker to let go); they grow
+    after their start, so the idlest then leave until the floor holds again; woken one
+    after another, the workers let go are always the least recently used. (The bounds
+    allow for what other processes of this shared machine take and give back.)"""
+    import concurrent.futures
+    from linohost import processes
+    names = burst_sites[-10:]
+
+    def hold(n):
+        r = requests.get(s.url(n, "hold/"), timeout=300)
+        return r.status_code, r.text
+
+    def awake():
+        def settled():
+            rows = status(host)
+            running = [rows[n]["state"] == "running" for n in names]
+            return sum(running) <= 8 and not [n for n, r in rows.items() if r["state"] in (
+                "stopping", "starting")] and (running, rows)
+        return wait_for("the memory floor to hold again", settled, timeout=90,
+                        detail=lambda: {n: r["state"] for n, r in status(host).items()})
+
+    with holding(host, names), restarted_serve(host, kserver) as s:
+        wait_zygotes_ready(host)
+        floor_mib = processes.available_kib() // 1024 - 5 * 440
+        with host_config(host, **{"keeper.min_free_memory": floor_mib}):
+            time.sleep(2)                           # the keeper reads its config
+            with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+                answers = dict(zip(names, pool.map(hold, names)))
+            assert answers == {n: (200, "held") for n in names}
+            at_once, rows = awake()
+            for n in names:
+                assert hold(n) == (200, "held"), n
+            in_turn, rows = awake()
+        print(f"\n10 sites holding 400 MiB each, room for about 5: {sum(at_once)} awake after "
+              f"a burst; woken in turn: {in_turn}")
+        assert "let go (least recently used)" in (host.root / "logs" / "keeper.log").read_text()
+        assert 1 <= sum(at_once) <= 8 and 1 <= sum(in_turn) <= 8, (at_once, in_turn)
+        assert in_turn == sorted(in_turn), f"a worker left before an idler one: {in_turn}"
+        assert not any(rows[n]["refused"] for n in names)
+
+
+@slow
+def test_an_orphan_of_a_site_process_is_collected(host, kserver, cosi_sites):
+    """The keeper is a subreaper: a process that a warm command leaves behind becomes the
+    keeper's child when the command ends, and is collected when it ends (no zombie)."""
+    name = cosi_sites["sqlite"]
+    wait_zygotes_ready(host)
+    out = host("manage", name, "--", "shell", "-c",
+               "import subprocess; print('ORPHAN', subprocess.Popen(['sleep', '2']).pid)").stdout
+    orphan = int(out.split("ORPHAN")[1].split()[0])
+    log = host.root / "logs" / "keeper.log"
+    wait_for("the orphan to be collected", lambda: f"collected process {orphan} (exit code 0)"
+             in log.read_text(), timeout=30)
+    assert not Path(f"/proc/{orphan}").exists()

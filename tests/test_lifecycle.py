@@ -8,7 +8,7 @@ import psycopg
 import pymysql
 import pytest
 
-from conftest import fingerprint
+from hoststate import fingerprint
 
 pytestmark = pytest.mark.slow
 

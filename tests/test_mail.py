@@ -27,7 +27,7 @@ def smtp():
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from conftest import free_port
+    from serving import free_port
 
     class Keep:
         def __init__(self):

@@ -18,8 +18,8 @@ import requests
 import tomli_w
 import tomllib
 
-from conftest import (LINOHOST, HostRoot, announced, free_port, make_root, start_serve,
-                      stop_serve)
+from runner import HostRoot, LINOHOST, make_root
+from serving import announced, free_port, start_serve, stop_serve
 from leftovers import assert_one_error_line, assert_site_absent, server_leftovers, snapshot
 
 

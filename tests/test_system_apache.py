@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import host_config
+from runner import host_config
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/apache2ctl").exists(),
                                 reason="Debian's apache2 is not installed")

@@ -46,8 +46,9 @@ def test_units_per_process_backend(bare):
                                   backup_calendar="daily")
     wsgi = render_systemd.units(root=root, linohost=exe, process_backend="mod_wsgi",
                                 backup_calendar="daily")
-    assert set(keeper) == set(render_systemd.MANAGED)
-    assert set(wsgi) == set(render_systemd.MANAGED) - {render_systemd.KEEPER}
+    nginx_dropin = render_systemd.DROPINS["nginx"]
+    assert set(keeper) == set(render_systemd.MANAGED) - {nginx_dropin}
+    assert set(wsgi) == set(render_systemd.MANAGED) - {render_systemd.KEEPER, nginx_dropin}
     unit = keeper[render_systemd.KEEPER].splitlines()
     assert f"ExecStart={exe} --root {root} keeper" in unit
     assert "Restart=on-failure" in unit and "WantedBy=multi-user.target" in unit
@@ -59,6 +60,13 @@ def test_units_per_process_backend(bare):
     assert "Restart=on-failure" in dropin
     assert "linohost-keeper" not in wsgi[render_systemd.APACHE_DROPIN]
     assert "Restart=on-failure" in wsgi[render_systemd.APACHE_DROPIN]
+    # under nginx the same drop-in, for nginx.service instead
+    nginx = render_systemd.units(root=root, linohost=exe, process_backend="keeper",
+                                 backup_calendar="daily", web_server="nginx")
+    assert render_systemd.APACHE_DROPIN not in nginx
+    assert nginx[nginx_dropin].replace("nginx", "X") \
+        == keeper[render_systemd.APACHE_DROPIN].replace("Apache", "X").replace("apache", "X")
+    assert "Wants=linohost-keeper.service" in nginx[nginx_dropin].splitlines()
     backup = wsgi[render_systemd.BACKUP].splitlines()
     assert backup.index(f"ExecStart={exe} --root {root} backup --all") \
         < backup.index(f"ExecStart={exe} --root {root} prune")
@@ -186,3 +194,19 @@ def test_write_enables_the_timer_in_the_system(bare, tmp_path):
         dropins = Path("/etc/systemd/system/apache2.service.d")
         if dropins.is_dir() and not any(dropins.iterdir()):
             dropins.rmdir()
+
+
+def test_nginx_orders_nginx_and_replaces_the_apache_dropin(bare, dirs):
+    """web_server nginx: the drop-in is nginx.service's (checked with the system's
+    nginx.service), and switching from Apache removes Apache's."""
+    units_dir, _ = dirs
+    bare("config", "systemd", "--write")
+    assert (units_dir / render_systemd.APACHE_DROPIN).exists()
+    bare("init", "--web-server", "nginx")
+    assert "configtest" not in bare("config", "systemd", "--check").stderr
+    diff = bare("config", "systemd", "--diff").stdout
+    assert f"+++ {units_dir / render_systemd.DROPINS['nginx']} (new)" in diff
+    assert f"+++ {units_dir / render_systemd.APACHE_DROPIN} (removed)" in diff
+    bare("config", "systemd", "--write")
+    assert not (units_dir / render_systemd.APACHE_DROPIN).exists()
+    assert "After=postgresql.service" in (units_dir / render_systemd.DROPINS["nginx"]).read_text()

@@ -8,7 +8,8 @@ import time
 import pytest
 import requests
 
-from conftest import HostRoot, LINOHOST, free_port, make_root, stop_serve, Server
+from runner import HostRoot, LINOHOST, make_root
+from serving import free_port, Server, stop_serve
 from leftovers import assert_one_error_line
 from test_apache import login, session_members
 from tlsca import make_ca

@@ -10,6 +10,9 @@ class Backend:
     def server_directives(self):
         return "# server"
 
+    def host_directives(self):
+        return "# host"
+
     def site_directives(self, mount):
         return f"# site {mount.name} over {mount.scheme}"
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from conftest import kill_at
+from runner import kill_at
+from linohost.render import site as render_site
 
 pytestmark = pytest.mark.slow
 
@@ -13,6 +14,8 @@ pytestmark = pytest.mark.slow
 #: combine: "Cannot create a consistent method resolution order"), while Cosi is
 #: not affected: a real upgrade that breaks one app.
 BREAKS_NOI = "lino-noi==25.1.0"
+#: Each site's own settings (below its marker line).
+OWN = "# our own\nADMINS = [('Own', 'own@example.test')]\n"
 
 
 #: What a site holds and whether Django's checks pass, in one Lino start.
@@ -47,6 +50,9 @@ def fleet(host):
     host("new", sites["cosi"], "--app", "cosi", "--env", "upg")
     host("new", sites["cosi_my"], "--app", "cosi", "--env", "upg", "--db", "mysql")
     host("new", sites["noi"], "--app", "noi", "--env", "upg")
+    for name in sites.values():                 # settings of their own, kept by upgrade
+        with (host.root / name / "settings.py").open("a") as f:
+            f.write(OWN)
     yield sites
     for name in sites.values():
         host("rm", name, "--yes", check=False)
@@ -59,6 +65,9 @@ def snapshot(host, sites):
 
 def assert_working(host, sites, before):
     assert all(ok for _, _, ok in before.values()), before
+    for name in sites.values():
+        assert render_site.split_settings((host.root / name / "settings.py").read_text())[2] \
+            == OWN, name
     for name in sites.values():
         assert not (host.root / name / "maintenance.html").exists()
     assert snapshot(host, sites) == before
@@ -120,3 +129,16 @@ def test_upgrade_bad_input(host, fleet):
     for args in (("--env", "nosuchenv"), ("--env", "upg", "--canary", "nosuchsite")):
         p = host("upgrade", *args, check=False)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    # A site's settings.py edited above its marker line: refused before anything is
+    # built. (Noi stays in `upg` whichever upgrade test ran before.)
+    path = host.root / fleet["noi"] / "settings.py"
+    good = path.read_text()
+    envs = host("env", "list", "--json").stdout
+    path.write_text(good.replace("DEBUG = False", "DEBUG = True"))
+    try:
+        p = host("upgrade", "--env", site_env(host, fleet["noi"]), check=False)
+        assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert str(path) in p.stderr and "--force" in p.stderr
+        assert host("env", "list", "--json").stdout == envs
+    finally:
+        path.write_text(good)

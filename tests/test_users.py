@@ -16,15 +16,16 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import (LINOHOST, HostRoot, free_port, host_config, make_root, site_pids,
-                      start_serve, stop_serve, use_backend, wait_for)
+from hoststate import site_pids, wait_for
+from runner import host_config, HostRoot, LINOHOST, make_root
+from serving import free_port, start_serve, stop_serve, use_backend
 from leftovers import assert_one_error_line, assert_site_absent, snapshot
 
 pytestmark = [pytest.mark.slow,
@@ -249,10 +250,8 @@ def test_apache_serves_media_and_static_and_each_daemon_runs_as_its_site(
         host("manage", s, "--", "shell", "-c",
              f"from django.conf import settings; from pathlib import Path; "
              f"Path(settings.MEDIA_ROOT, 'probe.txt').write_text('media of {s}')")
-    deadline = time.monotonic() + 60
-    while requests.get(server.url(a)).status_code != 200:     # serve saw the new sites
-        assert time.monotonic() < deadline
-        time.sleep(1)
+    wait_for("serve to see the new sites",
+             lambda: requests.get(server.url(a)).status_code == 200, timeout=60, every=1)
     for s in (a, b):
         probe = host.root / s / "media" / "probe.txt"
         assert stat.S_IMODE(probe.stat().st_mode) == 0o640
@@ -356,6 +355,51 @@ def test_site_ids_come_from_the_hosts_range_and_are_never_shared(host):
         for n in made:
             host("rm", n, "--yes", "--no-archive", check=False)
         subprocess.run(["userdel", taken], check=False)
+
+
+#: Gives site users of the host root argv[1] to the names argv[2:], as `new` does.
+ADD_USERS = """
+import sys
+from linohost.apply import users
+from linohost.apply.context import Context
+from linohost.apply.system import System
+from linohost.model.host import Host
+host = Host.open(sys.argv[1])
+ctx = Context(host, System(host.cfg, host.home_dir))
+for name in sys.argv[2:]:
+    print(name, users.add_user(ctx, name), flush=True)
+"""
+
+
+def test_two_host_roots_giving_ids_at_once_never_share_one(bare):
+    """Two host roots of one machine with one range make site users at the same moment
+    (groupadd checks that an id is free before it locks /etc/group): every user and
+    group gets an id of its own, and each id names one group."""
+    import grp
+    first = _free_run(93000 + (os.getpid() % 500) * 16, 16)
+    other = HostRoot(make_root("linohost-ids2-") / "root")
+    other("init")
+    names = {h: [f"par{os.getpid() % 10000}{tag}{i}" for i in range(7)]
+             for h, tag in ((bare, "a"), (other, "b"))}
+    ids_range = f"{first}-{first + 15}"
+    try:
+        with host_config(bare, site_ids=ids_range), host_config(other, site_ids=ids_range):
+            procs = [subprocess.Popen([sys.executable, "-c", ADD_USERS, str(h.root), *ns],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for h, ns in names.items()]
+            outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [err[-800:] for _, err in outs]
+        made = [n for ns in names.values() for n in ns]
+        ids = {n: (user_of(n).pw_uid, user_of(n).pw_gid) for n in made}
+        assert all(uid == gid and first <= uid <= first + 15 for uid, gid in ids.values())
+        assert len(set(ids.values())) == len(made), ids
+        for n, (_, gid) in ids.items():
+            assert [g.gr_name for g in grp.getgrall() if g.gr_gid == gid] == [PREFIX + n]
+    finally:
+        for n in (n for ns in names.values() for n in ns):
+            subprocess.run(["userdel", PREFIX + n], capture_output=True)
+            subprocess.run(["groupdel", PREFIX + n], capture_output=True)
+        shutil.rmtree(other.root.parent, ignore_errors=True)
 
 
 def _as_an_earlier_linohost_made_it(host, name):

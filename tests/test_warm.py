@@ -6,11 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import LINOHOST, host_config, wait_zygotes_ready
+from hoststate import wait_for, wait_zygotes_ready
+from runner import host_config, LINOHOST
 
 slow = pytest.mark.slow
 
@@ -78,10 +78,8 @@ def test_ctrl_c_reaches_a_warm_command(host, cosi_sites, kserver):
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode != 0 and "KeyboardInterrupt" in err, (p.returncode, err[-500:])
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not os.path.exists(f"/proc/{pid}")
+    wait_for("the command's process to end", lambda: not os.path.exists(f"/proc/{pid}"),
+             timeout=10)
 
 
 @slow

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import host_config, site_pids, wait_for, wait_zygotes_ready
+from hoststate import site_pids, status, wait_for, wait_zygotes_ready
+from runner import host_config
 from test_keeper import keeper_pid
 from linohost.model.apps import APPS
 
@@ -46,6 +47,11 @@ MASKS = [
     (re.compile(r"\b1\d{9}(\.\d+)?\b"), "<epoch>"),
     (re.compile(r"\bpid \d+\b"), "pid <n>"),
 ]
+
+#: A site's own settings (below its marker line) that change only what a forked
+#: worker re-derives: it still starts warm, and exactly.
+OWN_REDERIVED = ('SITE.title = "A title of its own"\n'
+                 'ALLOWED_HOSTS = [*ALLOWED_HOSTS, "intranet.example.test"]\n')
 
 GENERATED_NAME = re.compile(r"(?<=[A-Za-z_])\d+\b")
 
@@ -73,6 +79,11 @@ def probe_sites(host, cosi_sites, domain_sites):
     sites[name] = ("cosi", domain)
     name = host.unique("zempty")                # no journals: not the demo data
     host("new", name, "--app", "cosi", "--empty", "--front-end", "extjs")
+    sites[name] = ("cosi", "localhost")
+    name = host.unique("zown")                  # settings of its own a worker re-derives
+    host("new", name, "--app", "cosi")
+    with (host.root / name / "settings.py").open("a") as f:
+        f.write(OWN_REDERIVED)
     sites[name] = ("cosi", "localhost")
     yield sites
     for name in sites:
@@ -247,11 +258,15 @@ def test_a_forked_worker_is_exactly_its_site(host, probe_sites):
     assert empty in found_out, found_out
     assert {"cosi", "noi"} & set(installed_apps(host)) <= signed_in, signed_in
     assert {"cosi", "noi"} & set(installed_apps(host)) <= cached, cached
+    own = next(n for n in probe_sites if n.startswith("zown"))
+    assert not results[own][0].get("variant"), results[own][0]        # forked warm
+    assert "A title of its own" in str(results[own][1]["site"].get("title")), results[own][1]["site"]
 
 
 @slow
 def test_a_site_whose_settings_differ_from_its_group_starts_plainly(host, cosi_sites, server):
-    """Its own plugin setting (or any attribute) is found out: it starts plainly,
+    """Its own settings (below the marker) change an attribute Lino reads at start-up:
+    found out, it starts plainly,
     says why in `status`, answers; fixing the settings brings the warm start back."""
     if server.backend != "keeper":
         pytest.skip("zygotes are the keeper's")
@@ -259,9 +274,7 @@ def test_a_site_whose_settings_differ_from_its_group_starts_plainly(host, cosi_s
     wait_zygotes_ready(host)
     settings = host.root / name / "settings.py"
     original = settings.read_text()
-    settings.write_text(original.replace(
-        "class Site(Site):  # noqa: F405\n",
-        "class Site(Site):  # noqa: F405\n    is_demo_site = False\n"))
+    settings.write_text(original + "SITE.is_demo_site = False\n")    # its own part
     try:
         status = _served_by(host, server, name, "plain")
         assert "is_demo_site" in status["plain_reason"], status
@@ -324,16 +337,15 @@ def test_sites_alike_in_their_own_data_share_a_zygote_of_it(host, cosi_sites, se
 def _served_by(host, server, name, start):
     """Ask *name* until a worker started the *start* way answers; its status row."""
     import requests
-    deadline = time.monotonic() + 120
-    while True:
+
+    def served():
         r = requests.get(server.url(name), timeout=300)
-        row = next(r for r in json.loads(host("status", "--json").stdout) if r["name"] == name)
+        row = status(host)[name]
         # a worker that started plainly before the keeper saw the change has no reason
-        if (r.status_code == 200 and row["pid"] and row["start"] == start
-                and (start != "plain" or row["plain_reason"])):
-            return row
-        assert time.monotonic() < deadline, f"{name} not started {start}: {row}"
-        time.sleep(1)
+        return (r.status_code == 200 and row["pid"] and row["start"] == start
+                and (start != "plain" or row["plain_reason"])) and row
+    return wait_for(f"{name} started {start}", served, timeout=120, every=1,
+                    detail=lambda: status(host)[name])
 
 
 @slow
@@ -346,10 +358,7 @@ def test_a_sleeping_site_answers_warm_and_shares_the_zygote_memory(host, cosi_si
     name = cosi_sites["sqlite"]
     wait_zygotes_ready(host)
     control.call(Host.open(host.root), "restart", site=name)     # its worker leaves
-    deadline = time.monotonic() + 60
-    while site_pids(host).get(name) and time.monotonic() < deadline:
-        time.sleep(0.5)                               # it sleeps
-    assert not site_pids(host).get(name)
+    wait_for(f"{name} to sleep", lambda: not site_pids(host).get(name), timeout=60, every=0.5)
     t0 = time.monotonic()
     r = requests.get(server.url(name), timeout=300)
     took = time.monotonic() - t0
@@ -377,21 +386,14 @@ def test_a_killed_zygote_is_replaced_and_its_sites_still_answer(host, cosi_sites
                      and r["db"] == "postgresql" and r["front_end"] == "extjs"
                      and not r["variant"]), None)
 
-    deadline = time.monotonic() + 300
-    while not (zygote() or {}).get("state") == "ready":
-        assert time.monotonic() < deadline, zygote()
-        time.sleep(1)
+    wait_for("the zygote", lambda: (zygote() or {}).get("state") == "ready", timeout=300,
+             every=1, detail=zygote)
     old = zygote()["pid"]
     os.kill(old, signal.SIGKILL)
     with host_config(host, **{"keeper.idle_timeout": 1}):
         time.sleep(3)                                       # the site sleeps
         assert requests.get(server.url(name), timeout=300).status_code == 200
-    deadline = time.monotonic() + 120
-    while True:
-        z = zygote()
-        if z and z["state"] == "ready" and z["pid"] != old:
-            break
-        assert time.monotonic() < deadline, z
-        time.sleep(1)
+    wait_for("a new zygote", lambda: (z := zygote()) and z["state"] == "ready"
+             and z["pid"] != old, timeout=120, every=1, detail=zygote)
     assert not os.path.exists(f"/proc/{old}/status") or \
         "zombie" in open(f"/proc/{old}/status").read()

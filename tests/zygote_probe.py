@@ -14,11 +14,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from linohost.apply.system import System
-from linohost.keeper.zygotes import (INEXACT, WORKER_SOURCE, ForkedWorker, Zygote, group_of,
-                                     set_child_subreaper)
+from linohost.keeper import protocol, shipped
+from linohost.keeper.zygotes import ForkedWorker, Zygote, group_of, set_child_subreaper
 from linohost.model.host import Host
+
+#: What the workers run instead of serving (keeper/worker.py's run_probe).
+PROBE_SOURCE = (Path(__file__).parent / "worker_probe.py").read_text()
 
 
 def main():
@@ -43,16 +47,13 @@ def main():
         report["zygote_threads"] = len(os.listdir(f"/proc/{z.proc.pid}/task"))
         report["zygote_fds"] = fds(z.proc.pid)
         if z.state == "ready":
-            request = {"site": name, "project": str(host.site_dir(name)),
-                       "keeper_pid": os.getpid(), "threads": 4, "idle_timeout": 0, "grace": 5,
+            request = {**start(host, name, spec["fork_out"], spec),
                        "uid": owner[0] if owner else None, "gid": owner[1] if owner else None,
-                       "environ": system.site_environ(name),
-                       "probe": {"out": spec["fork_out"], "requests": spec["requests"],
-                                 "host": spec["host"], "build_cache": True}}
+                       "environ": system.site_environ(name)}
             report["fork"] = run(host, name, lambda fds: ForkedWorker(z.fork(request, fds)))
             variant = [line.split(" ", 2) for line in report["fork"]["status"]
                        if line.startswith("variant ")]
-            if report["fork"]["code"] == INEXACT and variant:
+            if report["fork"]["code"] == protocol.INEXACT and variant:
                 # Its data differ from the demo's: as the keeper would, a zygote of the
                 # data it reported; the worker forked from that one is what is compared.
                 report["variant"] = variant[0][1]
@@ -83,16 +84,23 @@ def main():
 
     def plain(fds):
         listen_fd, status_w, log_fd = fds
-        probe = {"out": spec["plain_out"], "requests": spec["requests"], "host": spec["host"],
-                 "build_cache": True}
         return subprocess.Popen(
-            [env.bin_python, "-c", WORKER_SOURCE, str(project)], cwd=project,
+            shipped.argv(env.bin_python, "worker", project), cwd=project,
             stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, pass_fds=fds,
             **system.site_process_kwargs(name, {
-                "LINOHOST_LISTEN_FD": str(listen_fd), "LINOHOST_STATUS_FD": str(status_w),
-                "LINOHOST_KEEPER_PID": str(os.getpid()), "LINOHOST_PROBE": json.dumps(probe)}))
+                **shipped.environ(), "LINOHOST_LISTEN_FD": str(listen_fd),
+                "LINOHOST_STATUS_FD": str(status_w),
+                protocol.START: json.dumps(start(host, name, spec["plain_out"], spec))}))
     report["plain"] = run(host, name, plain)
     print(json.dumps(report))
+
+
+def start(host, name, out, spec):
+    """A worker's start request (keeper/protocol.py) that probes instead of serving."""
+    return {"site": name, "project": str(host.site_dir(name)), "keeper_pid": os.getpid(),
+            "threads": 4, "idle_timeout": 0, "grace": 5, "jobs": None,
+            "probe": {"out": out, "requests": spec["requests"], "host": spec["host"],
+                      "build_cache": True, "source": PROBE_SOURCE}}
 
 
 def fds(pid):

@@ -25,6 +25,7 @@ from .errors import Cancelled, Interrupted, LinohostError, StepFailed, UsageErro
 from .model import names
 from .model.host import Host
 from .backends.db import ENGINES
+from .keeper import access
 
 
 class State:
@@ -44,7 +45,7 @@ class State:
 
     @staticmethod
     def _repair(ctx):
-        from .apply import restore, upgrade, users  # noqa: F401 (with sites: every undo step)
+        from .apply import adopt, restore, upgrade, users  # noqa: F401 (with sites: every undo step)
         for j in Journal.pending(ctx.host):
             output.progress(f"repairing an interrupted {j.op} ({j.path.name})")
             j.undo(ctx, log=output.progress)
@@ -145,6 +146,8 @@ def cli(ctx, root, traceback):
 @click.option("--port", "apache__port", type=PORT, help="Port of `linohost serve`.")
 @click.option("--process-backend", "process_backend", type=click.Choice(["keeper", "mod_wsgi"]),
               help="What runs the sites: the keeper (workers on demand) or mod_wsgi daemons.")
+@click.option("--web-server", "web_server", type=click.Choice(["apache", "nginx"]),
+              help="Front server: Apache, or nginx (needs the keeper backend).")
 @click.option("--tls", "tls__mode", type=click.Choice(["off", "files", "acme"]),
               help="HTTPS: off, certificate files, or ACME (mod_md of the system Apache).")
 @click.option("--cert-file", "tls__cert_file", type=click.Path(dir_okay=False, resolve_path=True),
@@ -153,17 +156,28 @@ def cli(ctx, root, traceback):
               help="Private key (PEM) of --cert-file.")
 @click.option("--smtp-password-file", type=click.File("r"),
               help="File (- for stdin) holding the SMTP password: copied to secrets/.")
+@click.option("--admin-password-file", type=click.File("r"),
+              help="File (- for stdin) holding the password of /_linohost/ (user admin): "
+                   "its hash goes to secrets/.")
+@click.option("--force", is_flag=True,
+              help="Overwrite a site's settings.py edited above its marker line "
+                   "(a dated copy is kept beside it).")
 @click.pass_obj
-def init(state, smtp_password_file, **changes):
+def init(state, smtp_password_file, admin_password_file, force, **changes):
     """Create a host root, or change its configuration."""
     root = Host.resolve_root(state.root).absolute()
     smtp_password = smtp_password_file.read().strip() if smtp_password_file else None
+    admin_password = admin_password_file.read().strip() if admin_password_file else None
+    if admin_password == "":
+        raise UsageError("--admin-password-file: the file is empty")
     if (root / "linohost.toml").exists():          # changing a live host: one at a time
         with host_lock(Host(root), on_wait=lambda: output.progress(
                 "another linohost command is changing this host: waiting")):
-            host = hostinit.init(root, changes, output.progress, smtp_password)
+            host = hostinit.init(root, changes, output.progress, smtp_password, force)
     else:
-        host = hostinit.init(root, changes, output.progress, smtp_password)
+        host = hostinit.init(root, changes, output.progress, smtp_password, force)
+    if admin_password:
+        access.write_password(host, admin_password)
     _tell_servers(host)
     if host.cfg["secret_policy"] == "env" and not os.environ.get("DJANGO_SECRET_KEY"):
         output.progress("warning: the secret policy is env but DJANGO_SECRET_KEY is not set "
@@ -211,6 +225,17 @@ def env_list(state, as_json):
 
 # -- sites -------------------------------------------------------------------
 
+def _limit_options(f):
+    """--memory, --cpu-weight, --tasks: a site's own fence ([limits]; 0: the host's)."""
+    for opt, kind, text in (
+            ("--tasks", click.IntRange(0), "Processes and threads its worker may have."),
+            ("--cpu-weight", click.IntRange(0, 10000), "Its worker's CPU weight (100: as "
+                                                       "everybody's)."),
+            ("--memory", click.IntRange(0), "MiB its worker may hold.")):
+        f = click.option(opt, type=kind, help=text + " 0: the host's [limits].")(f)
+    return f
+
+
 @cli.command()
 @click.argument("site")
 @click.option("--app", required=True, help="App short name (std, cosi, noi, amici, ...) "
@@ -228,9 +253,10 @@ def env_list(state, as_json):
 @click.option("--admin-password-file", type=click.File("r"),
               help="File (- for stdin) holding the first admin's password (default: a new "
                    "one, shown once).")
+@_limit_options
 @pass_state
 def new(state, site, app, env_name, db, demo, title, languages, domain, front_end, admin,
-        admin_password_file):
+        admin_password_file, **limits):
     """Create SITE running APP."""
     ctx = state.context()
     langs = names.languages(languages)
@@ -247,7 +273,9 @@ def new(state, site, app, env_name, db, demo, title, languages, domain, front_en
     with state.locked(ctx):
         record = site_ops.plan_new(ctx, site, app, env_name or ctx.cfg["default_env"], db,
                                    title, langs, domain, front_end,
-                                   admin=first_admin[0] if first_admin else "")
+                                   admin=first_admin[0] if first_admin else "",
+                                   limits={site_ops.LIMIT_FIELDS[k]: v
+                                           for k, v in limits.items() if v is not None})
         site_ops.new(ctx, record, "demo" if demo else "empty", first_admin=first_admin)
     if first_admin and not admin_password_file:
         output.progress(f"first admin of {site}: {first_admin[0]}, password {first_admin[1]} "
@@ -309,10 +337,14 @@ def _url_port(host):
 @pass_state
 def show(state, site, as_json):
     """Show everything linohost knows about SITE."""
-    from .model import tls
+    from .model import apps, tls
     host = state.host()
     row = site_row(host, host.site(site), _url_port(host))
     row["deploy_warnings"] = [f"{code}: {why}" for code, why in tls.deploy_warnings(host.cfg)]
+    if apps.resolve(row["app"]).channels:
+        row["live"] = ("websockets at /WS/ and the channel worker, in the site's worker"
+                       if host.cfg["process_backend"] == "keeper" else
+                       "off: Lino's live notifications need process_backend = keeper")
     row.update(_ids_left(state, host))
     if as_json:
         output.print_json(row)
@@ -473,6 +505,7 @@ def backup(state, names, all_sites, env_name, to, portable):
                 sys.stdout.flush()
             except LinohostError as e:
                 output.error(f"{s.name}: {e}")
+                backups.record_result(ctx.host, s.name, e)
                 failed.append(s.name)
     if failed:
         raise StepFailed(f"{len(failed)} of {len(chosen)} backups failed: {', '.join(failed)}")
@@ -509,6 +542,52 @@ def clone(state, src, dst, db, title):
     with state.locked(ctx):
         site = restoring.clone(ctx, src, dst, db, title)
     output.progress(f"site {site.name} cloned from {src}: {urls(ctx.host, site)}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--as", "as_name", help="Name of the new site (default: the directory's).")
+@click.option("--env", "env_name", help="Environment (default: the first that has its app).")
+@click.option("--db", "db_mode", type=click.Choice(["copy", "move"]), default="copy",
+              show_default=True, help="copy: a new database filled from a dump "
+              "(move: not supported yet).")
+@click.option("--python", help="The project's interpreter, where none is found beside it.")
+@click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A directory the project had on its path (repeatable), e.g. that of a "
+                   "shared djangosite_local.py.")
+@click.option("--dry-run", is_flag=True, help="Only print the plan.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON.")
+@pass_state
+def adopt(state, path, as_name, env_name, db_mode, python, paths, dry_run, yes, as_json):
+    """Take over the Lino project in PATH as a new site (the source stays untouched)."""
+    from .apply import adopt as adopting
+    ctx = state.context()
+    with state.locked(ctx):
+        plan = adopting.plan(ctx, path, as_name, env_name, db_mode, python, paths)
+        if not as_json:
+            output.err.print(f"Adopting {plan.source}:", markup=False)
+            output.table(["", ""], plan.rows())
+            for note in plan.notes:
+                output.err.print(f"  note: {note}", markup=False)
+        if dry_run:
+            if as_json:
+                output.print_json({"plan": plan.as_dict(), "done": False})
+            return
+        if not yes:
+            try:
+                confirmed = click.confirm("Adopt it?", err=True)
+            except click.exceptions.Abort:
+                confirmed = False
+            if not confirmed:
+                raise Cancelled(f"not confirmed: {plan.source} was not adopted")
+        site, archive, rows = adopting.adopt(ctx, plan)
+    if as_json:
+        output.print_json({"plan": plan.as_dict(), "done": True, "archive": str(archive),
+                           "tables": len(rows), "rows": sum(rows.values())})
+    output.progress(f"site {site.name} adopted from {plan.source} ({len(rows)} tables, "
+                    f"{sum(rows.values())} rows; archive of the source: {archive}): "
+                    f"{urls(ctx.host, site)}")
 
 
 @cli.command()
@@ -558,15 +637,18 @@ def run(state, names, all_sites, env_name, jobs, as_json):
 @click.option("--env", "env_name", required=True, help="The environment whose sites move.")
 @click.option("--canary", help="Move this site first; if it fails, no other site moves.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--force", is_flag=True,
+              help="Overwrite a site's settings.py edited above its marker line "
+                   "(a dated copy is kept beside it).")
 @click.argument("packages", nargs=-1)
 @pass_state
-def upgrade(state, env_name, canary, as_json, packages):
+def upgrade(state, env_name, canary, as_json, force, packages):
     """Move the sites of an environment to a new one with PACKAGES upgraded
     (default: the newest versions of everything)."""
     from .apply import upgrade as upgrading
     ctx = state.context()
     with state.locked(ctx):
-        new_env, report = upgrading.upgrade(ctx, env_name, packages, canary)
+        new_env, report = upgrading.upgrade(ctx, env_name, packages, canary, force)
     failed = [m.site for m in report if not m.ok]
     output.report(as_json, {"env": new_env, "sites": [vars(m) for m in report]},
                   ["site", "ok", "environment", "result"],
@@ -617,6 +699,18 @@ def config_apache(state, diff, check, write):
             lambda ctx: system_apache.render(ctx)[0])
 
 
+@config_.command("nginx")
+@click.option("--diff", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--check", is_flag=True, help="Run `nginx -t` on a copy with the new config.")
+@click.option("--write", is_flag=True, help="Test, install, enable and reload.")
+@pass_state
+def config_nginx(state, diff, check, write):
+    """The system nginx's config for all sites (printed unless --diff/--check/--write)."""
+    from .apply import system_nginx
+    _config(state, system_nginx, diff, check, write, "nginx configtest passed",
+            lambda ctx: system_nginx.render(ctx)[0])
+
+
 @config_.command("systemd")
 @click.option("--diff", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--check", is_flag=True,
@@ -632,7 +726,7 @@ def config_systemd(state, diff, check, write):
 
 
 def _config(state, module, diff, check, write, passed, show):
-    """What `config apache` and `config systemd` share: print the files (*show*), or
+    """What the `config` commands (apache, nginx, systemd) share: print the files (*show*), or
     --diff against what is installed, --check them, or --write them under the host lock."""
     ctx = state.context()
     if write:
@@ -706,9 +800,12 @@ def status(state, site, as_json, zygotes, check):
         output.print_json(rows)
     else:
         _status_table(rows)
+        fence = next((r["fence"] for r in rows if r.get("fence")), None)
+        if fence:
+            output.progress(f"limits ([limits]) enforced by {fence}")
     advice = ("" if served else
               f"nothing serves the sites of {host.root}: start `linohost serve`, or the "
-              f"system's (`linohost config apache --write`"
+              f"system's (`linohost config {host.cfg['web_server']} --write`"
               + (", `linohost config systemd --write` for the keeper"
                  if host.cfg["process_backend"] == "keeper" else "") + ")")
     failed = [r["name"] for r in rows if r["state"] == "failed"]
@@ -720,6 +817,57 @@ def status(state, site, as_json, zygotes, check):
     ids = _ids_left(state, host)
     if ids:
         output.progress(f"site ids: {ids['site_ids_left']} of {ids['site_ids']} left")
+
+
+@cli.command()
+@click.argument("site")
+@click.option("-f", "--follow", is_flag=True,
+              help="Go on printing as the logs grow, across worker restarts (Ctrl-C stops).")
+@click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(0),
+              help="How many of the last lines (0: all).")
+@click.option("--since", help="Only from then on: 10m, 2h, 1d, or a date and time.")
+@pass_state
+def logs(state, site, follow, lines, since):
+    """SITE's worker log and its requests (from `linohost serve`'s access log), in
+    time order."""
+    from .apply import logs as site_logs
+    host = state.host()
+    record = host.site(site)
+    start = site_logs.since(since) if since else None
+    for entry in site_logs.recent(host, record, lines, start):
+        click.echo(entry.text)
+    if follow:
+        try:
+            site_logs.follow(host, record, click.echo)
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@click.argument("site")
+@_limit_options
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@pass_state
+def limits(state, site, as_json, **values):
+    """SITE's fence (the memory, CPU weight and tasks of its worker); with options, set
+    its own (its next worker gets them)."""
+    from .keeper.fence import Limits
+    ctx = state.context()
+    record = ctx.host.site(site)
+    if any(v is not None for v in values.values()):
+        with state.locked(ctx):
+            record = site_ops.set_limits(ctx, record.name, **values)
+    effective = Limits.of(ctx.host.cfg, record)
+    own = {k: getattr(record, f) for k, f in site_ops.LIMIT_FIELDS.items()}
+    rows = [{"limit": k, "value": v, "own": bool(own[k])} for k, v in
+            (("memory", effective.memory_mib), ("cpu_weight", effective.cpu_weight),
+             ("tasks", effective.tasks))]
+    if as_json:
+        output.print_json(rows)
+    else:
+        output.table(["limit", "value", "from"],
+                     [(r["limit"], r["value"] or "none", "site" if r["own"] else "[limits]")
+                      for r in rows])
 
 
 def _ids_left(state, host):
@@ -734,13 +882,21 @@ def _status_table(rows):
     mib = lambda kib: "" if kib is None else f"{kib / 1024:.0f}"  # noqa: E731
     started = lambda r: (f"plain: {r['plain_reason']}" if r.get("plain_reason")  # noqa: E731
                          else blank(r.get("start")))
-    output.table(["site", "state", "pid", "PSS MiB", "uptime s", "requests", "last request",
-                  "cold starts", "started", "last failure"],
+    live = lambda r: ("" if r.get("websockets") is None  # noqa: E731
+                      else f"{r['websockets']} ws, {r['channel_messages']} msgs")
+    failure = lambda r: "; ".join(filter(None, (  # noqa: E731
+        r["last_failure"], r.get("refused") and f"{r['refused']} answered 503: short of memory")))
+    fenced = lambda r: ("" if r.get("memory_limit_mib") is None  # noqa: E731
+                        else f"{mib(r.get('memory_peak_kib')) or '-'} / "
+                             f"{r['memory_limit_mib'] or 'none'}")
+    output.table(["site", "state", "pid", "PSS MiB", "peak / limit MiB", "uptime s", "requests", "last request",
+                  "cold starts", "started", "live", "last failure"],
                  [(r["name"], r["state"] + (f" (queued {r['queued_s']:.0f} s)"
                                            if r.get("queued_s") is not None else ""),
-                   blank(r["pid"]), mib(r["pss_kib"]),
+                   blank(r["pid"]), mib(r["pss_kib"]), fenced(r),
                    blank(r["uptime_s"]), blank(r["requests"]), blank(r["last_request"]),
-                   blank(r["cold_starts"]), started(r), blank(r["last_failure"])) for r in rows])
+                   blank(r["cold_starts"]), started(r), live(r), failure(r))
+                  for r in rows])
 
 
 def main(argv=None):

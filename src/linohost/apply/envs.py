@@ -14,9 +14,12 @@ from .journal import Journal
 from . import warm
 from .users import own_tree
 
+#: What the keeper's workers serve with: waitress (HTTP, WSGI), uvicorn and wsproto
+#: (the websockets of sites with channels): {package: its module}.
+WORKER_SERVERS = {"waitress": "waitress", "uvicorn": "uvicorn", "wsproto": "wsproto"}
 #: Always installed: the framework, both front ends, the database drivers.
 BASE_PACKAGES = ("lino", "lino-react", "lino-extjs", "psycopg[binary]", "PyMySQL",
-                 "setuptools<80", WORKER_SERVER := "waitress")
+                 "setuptools<80", *WORKER_SERVERS)
 
 
 def site_script():
@@ -74,12 +77,14 @@ def save(env):
 
 
 def ensure_worker_server(ctx, env):
-    """The keeper's workers serve with waitress: install it into an environment
-    made before the keeper existed."""
-    if glob.glob(f"{env.path}/lib/python3*/site-packages/{WORKER_SERVER}/__init__.py"):
+    """Install what the keeper's workers serve with (:data:`WORKER_SERVERS`) into an
+    environment made before they needed it."""
+    missing = [p for p, module in WORKER_SERVERS.items() if not glob.glob(
+        f"{env.path}/lib/python3*/site-packages/{module}/__init__.py")]
+    if not missing:
         return
-    ctx.progress(f"installing {WORKER_SERVER} into environment {env.name} for the keeper")
-    pip(ctx, env.path, ["install", WORKER_SERVER], f"pip install {WORKER_SERVER}")
+    ctx.progress(f"installing {' '.join(missing)} into environment {env.name} for the keeper")
+    pip(ctx, env.path, ["install", *missing], f"pip install {' '.join(missing)}")
 
 
 def ensure_app(ctx, env, app, project_dir):

@@ -16,9 +16,10 @@ from .system import System
 SMTP_PASSWORD = keys.SMTP_PASSWORD
 
 
-def init(root, changes, progress=lambda m: None, smtp_password=None):
+def init(root, changes, progress=lambda m: None, smtp_password=None, force=False):
     """Create the host root (or apply *changes* to an existing one); return the Host.
-    *smtp_password* (if given) replaces secrets/smtp.password."""
+    *smtp_password* (if given) replaces secrets/smtp.password; *force* overwrites a
+    site's settings.py edited above its marker line (a dated copy is kept)."""
     root = Host.resolve_root(root).absolute()
     cfg_path = root / config.FILENAME
     old_cfg = config.load(cfg_path) if cfg_path.exists() else config.HostConfig({}, cfg_path)
@@ -29,6 +30,11 @@ def init(root, changes, progress=lambda m: None, smtp_password=None):
     if smtp_password is not None and not smtp_password:
         raise UsageError("the SMTP password file is empty")
     urls_change = cfg["mode"] != old_cfg["mode"] or cfg["server_name"] != old_cfg["server_name"]
+    from .sites import own_settings, write_settings
+    old_host = Host(root, old_cfg)
+    # Each site's own settings, before anything changes: an edited file is refused here.
+    owns = {s.name: own_settings(host, s, force, before=(old_host, s))
+            for s in (old_host.sites() if cfg_path.exists() else ())}
 
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
@@ -60,9 +66,11 @@ def init(root, changes, progress=lambda m: None, smtp_password=None):
     atomic_write(cfg_path, config.dumps(cfg), mode=0o600 if system.is_root else 0o644)
     migrate(ctx)
     write_local_module(host)
-    from .sites import write_settings
     for site in host.sites():         # a changed mode or policy reaches every site
-        write_settings(host, site, system.owner_of(site.name), restart=not urls_change)
+        own = owns.get(site.name)
+        for note in own.notes if own else ():
+            progress(note)
+        write_settings(host, site, system.owner_of(site.name), restart=not urls_change, own=own)
         if urls_change:               # the front end's cached JS holds the site's URLs
             progress(f"rebuilding the caches of {site.name} for its new address")
             envs.run_site_tasks(ctx, host.env(site.env), host.site_dir(site.name), ["cache"])

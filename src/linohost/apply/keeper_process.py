@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from .. import processes
 from ..errors import StepFailed
 from ..keeper import control
 from .system import die_with_parent
@@ -45,14 +46,8 @@ class KeeperProcess:
         return True
 
     def stop(self, timeout=60):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            processes.end(self.proc, timeout)
 
 
 def _tail(path, lines=3):

@@ -9,6 +9,9 @@ stays root's alone:
   knows every other's key (it can forge their sessions): use it only for
   sites that trust each other;
 - ``env``: no file; DJANGO_SECRET_KEY from the environment.
+
+An adopted site keeps the key it had (``secrets/kept-key-SITE``, root's): under
+``derived`` and ``shared`` it is the site's key, so its users stay signed in.
 """
 
 import hashlib
@@ -27,6 +30,11 @@ def key_file(host, site_name):
     return host.secrets_dir / f"key-{site_name}"
 
 
+def kept_file(host, site_name):
+    """The key an adopted site brought along (root's copy), if it kept one."""
+    return host.secrets_dir / f"kept-key-{site_name}"
+
+
 def host_key_files(host):
     """The host's own key files present (root's only)."""
     return [host.secrets_dir / n for n in HOST_KEYS.values()
@@ -37,6 +45,9 @@ def site_key(host, policy, site_name):
     """The SECRET_KEY of *site_name* under *policy*, or None (policy env)."""
     if policy not in HOST_KEYS:
         return None
+    kept = kept_file(host, site_name)
+    if kept.exists():
+        return kept.read_text(encoding="utf-8").strip()
     host_key = (host.secrets_dir / HOST_KEYS[policy]).read_text(encoding="utf-8").strip()
     if policy == "shared":
         return host_key

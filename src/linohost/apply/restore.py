@@ -15,8 +15,8 @@ from ..errors import Conflict, UsageError
 from ..model import archive
 from ..model.archive import Manifest
 from ..model.site import Site
-from . import envs, sites, users, warm
-from .backup import backup, backup_dir, fresh_dir
+from . import envs, site_settings, sites, users, warm
+from .backup import LINO_INI, backup, backup_dir, fresh_dir
 from ..fs import remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
@@ -105,6 +105,9 @@ def load_into(ctx, site, manifest, data):
             shutil.copytree(src, project / sub, symlinks=True)
         else:
             (project / sub).mkdir()
+    ini = data / "files" / LINO_INI
+    if ini.is_file() and not (project / LINO_INI).exists():   # a copy's own settings
+        shutil.copy2(ini, project / LINO_INI)
     users.own_project(ctx, site.name)
     be = backend(site.db, ctx.cfg)
     if site.db == manifest.engine and manifest.native:
@@ -114,17 +117,13 @@ def load_into(ctx, site, manifest, data):
             be.load(site.db_name, data / manifest.native, password)
         else:
             be.load(project / "default.db", data / manifest.native, system.owner_of(site.name))
+        rementioned(ctx, site, host.env(site.env))
     elif manifest.portable:
         ctx.progress(f"{site.name}: loading Lino's portable dump into {site.db}")
         load_portable(ctx, site, host.env(site.env), data / "portable")
     else:
         raise UsageError(f"the archive has no portable dump: it restores only on {manifest.engine}")
 
-
-REMENTION = ("from django.core.management import call_command\n"
-             "from lino.api import dd\n"
-             "if dd.is_installed('memo'):\n"
-             "    call_command('checkdata', 'memo.PreviewableChecker', fix=True)\n")
 
 
 def load_portable(ctx, site, env, dump):
@@ -142,12 +141,19 @@ def load_portable(ctx, site, env, dump):
         owner = system.owner_of(site.name)
         if owner:
             users.own_tree(work, *owner)
-        for args in (["run", work / "d" / "restore.py", "--noinput"], ["shell", "-c", REMENTION]):
-            warm.run_manage(ctx, site, args, what=f"manage.py {args[0]} ({site.name})",
-                            env=env)
+        warm.run_manage(ctx, site, ["run", work / "d" / "restore.py", "--noinput"],
+                        what=f"manage.py run ({site.name})", env=env)
+        rementioned(ctx, site, env)
     finally:
         remove_tree(work)
         journal.commit()
+
+
+def rementioned(ctx, site, env):
+    """Rebuild the previews and mentions Lino derives from texts: they hold the
+    site's own URLs (``href="/PREFIX/#/api/..."``), and a copy under another name or
+    host name gets its own (siteinit's task ``previews``)."""
+    envs.run_site_tasks(ctx, env, ctx.host.site_dir(site.name), ["previews"], site=site)
 
 
 def _refresh(ctx, site):
@@ -158,9 +164,10 @@ def _refresh(ctx, site):
     process_backend(host).restart_site(site.name)
 
 
-def restore(ctx, path, as_name=None, force=False, engine=None, title=None):
+def restore(ctx, path, as_name=None, force=False, engine=None, title=None, own=None):
     """Restore the archive *path*; return the site record. A site under another name
-    than the archive's gets the title of its own name unless *title* is given."""
+    than the archive's gets the title of its own name unless *title* is given; a new
+    site's own settings part is the archive's, or *own* if given (an adopted site's)."""
     host = ctx.host
     with opened(host, path) as (manifest, data):
         original = site_of(manifest, path)
@@ -173,10 +180,10 @@ def restore(ctx, path, as_name=None, force=False, engine=None, title=None):
                 raise Conflict(f"site {name!r} exists: restore --as NEWNAME, or --force to "
                                f"replace it (backed up first)")
             return _restore_over(ctx, host.site(name), manifest, data, engine, path)
-        return _restore_new(ctx, name, original, manifest, data, engine, title)
+        return _restore_new(ctx, name, original, manifest, data, engine, title, own)
 
 
-def _restore_new(ctx, name, original, manifest, data, engine, title=None):
+def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=None):
     host = ctx.host
     env = original.env if original.env in host.env_names() else ctx.cfg["default_env"]
     if env != original.env:
@@ -187,7 +194,12 @@ def _restore_new(ctx, name, original, manifest, data, engine, title=None):
         ctx, name, original.app, env, engine or manifest.engine, title,
         original.languages, original.domain if name == original.name else "",
         original.front_end, admin=original.admin)
-    return sites.new(ctx, record, data=lambda ctx, site: load_into(ctx, site, manifest, data))
+    settings = data / "files" / "settings.py"       # its own part comes along
+    if own is None:
+        own = site_settings.own_of_text(settings.read_text(encoding="utf-8")) \
+            if settings.is_file() else ""
+    return sites.new(ctx, record, data=lambda ctx, site: load_into(ctx, site, manifest, data),
+                     own=own)
 
 
 def _restore_over(ctx, site, manifest, data, engine, path):

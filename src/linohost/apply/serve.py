@@ -1,79 +1,33 @@
-"""`linohost serve`: all sites behind an Apache of the host's own, in the foreground.
+"""`linohost serve`: all sites behind a front server of the host's own (Apache or
+nginx, host key ``web_server``), in the foreground.
 
-The vhosts are rendered from the registry; while Apache runs, a change of the
-registry, an environment or the host config (``linohost new``/``rm`` in
-another shell) re-renders them and reloads Apache gracefully.
+The front server's config is rendered from the registry; while it runs, a change
+of the registry, an environment or the host config (``linohost new``/``rm`` in
+another shell) re-renders it and reloads the front server gracefully. What
+differs between the two is in their objects and files (:mod:`.serve_front`).
 """
 
 import errno
 import hashlib
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import time
 
-from ..backends.process import process_backend
 from ..keeper import control as keeper_control
-from ..backends.web import serve_apache, serve_modules
-from ..backends.web.base import python_version, readable_by_all
+from .. import processes
 from ..errors import LinohostError, StepFailed, UsageError
 from ..model import config, tls
 from ..render import apache as render_apache
 from . import envs, ready, users
+from .serve_front import FILES, check_pythons, front_server
 from ..fs import atomic_write
 from .keeper_process import KeeperProcess
 
 
 class _Stop(Exception):
     pass
-
-
-def site_user(ctx):
-    """(user, group) of Apache's own processes when it starts as root, else (None, None)."""
-    if ctx.system.is_root:
-        return ctx.cfg["site_user"], ctx.cfg["site_group"]
-    return None, None
-
-
-def embedded_files(ctx, apache, bind, port):
-    """{path: text} of the served Apache's config, vhosts and landing page."""
-    host, cfg = ctx.host, ctx.cfg
-    user, group = site_user(ctx)
-    backend = process_backend(host, user=user, group=group, run_as=users.run_as(ctx))
-    mounts = render_apache.mounts(host, port, local_aliases=True)
-    listen = render_apache.Listen(f"*:{port}", cfg["server_name"], tls.scheme(cfg))
-    return {
-        apache.sites_conf: render_apache.sites_conf(
-            mounts, listen, backend, apache.htdocs, cfg["apache.extra_directives"],
-            serve_tls(cfg, mounts, listen, port)),
-        apache.htdocs / "index.html": render_apache.index_html(mounts, cfg["server_name"]),
-        apache.conf: render_apache.embedded_conf(
-            server_root=apache.server_root, listen=f"{bind}:{port}", run_dir=apache.run_dir,
-            logs_dir=host.logs_dir, user=user, group=group,
-            module_lines=apache.module_lines(modules(ctx, backend)), sites_conf_path=apache.sites_conf,
-            mime_types=apache.mime_types),
-    }
-
-
-def serve_tls(cfg, mounts, listen, port):
-    """HTTPS on serve's one port (files mode; ACME needs the system Apache's mod_md,
-    so under acme serve tries tls.cert_file/key_file), plain HTTP redirected to it."""
-    if not tls.enabled(cfg):
-        return None
-    names = render_apache.vhost_names(mounts, listen)
-    files = cfg.replace(tls__mode="files")
-    return render_apache.tls_of(files, names, tls.certificates(files, names), port,
-                                plain_http_redirect=True)
-
-
-def modules(ctx, backend):
-    """Debian names of the Apache modules `serve` loads: the base ones, the process
-    backend's, and HTTPS's (mod_md runs only in the system Apache)."""
-    return (*serve_modules(backend),
-            *(m for m in tls.apache_modules(ctx.cfg) if m != "md"))
 
 
 def write_changed(files):
@@ -164,32 +118,8 @@ def wait_applied(host, timeout=30, every=0.1):
         time.sleep(every)
 
 
-def check_pythons(ctx, apache):
-    """Every environment must run under this mod_wsgi's Python, readable by the site user
-    (when the process backend runs the sites in mod_wsgi)."""
-    if "wsgi" not in process_backend(ctx.host).apache_modules:
-        return
-    want = apache.python_version()
-    for env in ctx.host.envs():
-        got = python_version(env.bin_python)
-        if got != want:
-            raise UsageError(
-                f"environment {env.name} uses Python {got} but mod_wsgi runs {want}: "
-                f"recreate it with the host's python ({ctx.cfg['python']})")
-        if ctx.system.is_root and not readable_by_all(env.bin_python):
-            raise UsageError(f"the site user cannot read {env.bin_python}: "
-                             f"use a Python outside root's home (host config key `python`)")
-
-
-def ensure_installed(ctx, apache, lock):
-    if not apache.installed():
-        with lock:
-            if not apache.installed():
-                apache.install(ctx.system, ctx.progress)
-
-
 def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
-    """Run Apache (and under the keeper backend the keeper) in the foreground until
+    """Run the front server (and under the keeper backend the keeper) in the foreground until
     SIGINT/SIGTERM; reload on registry changes.
 
     Its URL is announced once the landing page answers (and, with *wait_sites*,
@@ -197,11 +127,10 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
     host = ctx.host
     check_port(bind, port)
     tls.check_serve(ctx.cfg)
-    apache = serve_apache(host, modules(ctx, process_backend(host)), ctx.cfg["apache.server"])
-    ensure_installed(ctx, apache, lock)
-    pid = apache.running_pid()
+    front = front_server(ctx, lock)
+    pid = front.running_pid()
     if pid:
-        raise UsageError(f"Apache of this host root is already running (pid {pid}): "
+        raise UsageError(f"{front.noun} of this host root is already running (pid {pid}): "
                          f"stop that `linohost serve` first")
     keeper = None
     if ctx.cfg["process_backend"] == "keeper":
@@ -213,14 +142,14 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
                 envs.ensure_worker_server(ctx, env)
         keeper = KeeperProcess(host, ctx.progress)
     else:
-        check_pythons(ctx, apache)
+        check_pythons(ctx, front)
     users.check_all(ctx)
-    for d in (apache.run_dir, apache.htdocs):
+    for d in front.dirs():
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o755)
     seen = signature(host)
-    write_changed(embedded_files(ctx, apache, bind, port))
-    apache.configtest()
+    write_changed(FILES[front.name](ctx, front, bind, port))
+    front.configtest()
 
     def stop(signum, frame):
         raise _Stop()
@@ -230,16 +159,15 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
         if keeper:
             ctx.progress(f"keeper pid {keeper.start()} holds the sites' sockets "
                          f"(log: {keeper.log})")
-        error_log = host.logs_dir / "apache-error.log"
-        log_start = error_log.stat().st_size if error_log.exists() else 0
-        proc = apache.popen()
-        wait_bound(proc, bind, port, error_log, log_start)
+        log_start = front.error_log.stat().st_size if front.error_log.exists() else 0
+        proc = front.popen()
+        wait_bound(front, proc, bind, port, log_start)
         _mark_applied(host, seen, bind, port)
-        _announce(ctx, apache, proc, bind, port, wait_sites, wait_timeout)
+        _announce(ctx, front, proc, bind, port, wait_sites, wait_timeout)
         while True:
             time.sleep(poll)
             if proc.poll() is not None:
-                raise apache_exited(proc, error_log, log_start)
+                raise front_exited(front, proc, log_start)
             if keeper:
                 keeper.check()
             now = signature(host)
@@ -247,10 +175,10 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
                 seen = now
                 if keeper:                   # sockets first, then the routes to them
                     keeper_control.notify(host)
-                _reload(ctx, apache, proc, bind, port, error_log)
+                _reload(ctx, front, proc, bind, port)
                 _mark_applied(host, seen, bind, port)
     except _Stop:
-        ctx.progress("stopping Apache" + (", the keeper" if keeper else "")
+        ctx.progress(f"stopping {front.noun}" + (", the keeper" if keeper else "")
                      + " and the site processes")
     finally:
         for s in old:                        # a second Ctrl-C must not cut the cleanup short
@@ -265,7 +193,7 @@ def serve(ctx, lock, bind, port, poll=1.0, wait_sites=False, wait_timeout=600):
 
 
 def check_port(bind, port):
-    """Raise UsageError unless Apache can listen on *bind*:*port* (bound as it
+    """Raise UsageError unless the front server can listen on *bind*:*port* (bound as it
     binds, with SO_REUSEADDR: a port in TIME_WAIT is free, a listening one not)."""
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -284,8 +212,8 @@ def check_port(bind, port):
             raise UsageError(f"cannot listen on {bind}:{port}: {e.strerror}") from None
 
 
-def wait_bound(proc, bind, port, error_log, log_start, timeout=60):
-    """Return once Apache accepts connections on the port; raise if it exits first."""
+def wait_bound(front, proc, bind, port, log_start, timeout=60):
+    """Return once *front* accepts connections on the port; raise if it exits first."""
     address = ("127.0.0.1" if bind in ("0.0.0.0", "") else "::1" if bind == "::" else bind, port)
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
@@ -294,20 +222,21 @@ def wait_bound(proc, bind, port, error_log, log_start, timeout=60):
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise StepFailed(f"Apache did not listen on {bind}:{port} within {timeout} s"
-                                 + _log_tail(error_log, log_start)) from None
+                raise StepFailed(f"{front.noun} did not listen on {bind}:{port} within "
+                                 f"{timeout} s" + _log_tail(front, log_start)) from None
             time.sleep(0.1)
-    raise apache_exited(proc, error_log, log_start)
+    raise front_exited(front, proc, log_start)
 
 
-def apache_exited(proc, error_log, log_start):
-    """The error for an Apache that exited: with the tail of what it logged, if anything."""
-    return StepFailed(f"Apache exited with code {proc.returncode}"
-                      + (_log_tail(error_log, log_start) or " (its messages are above)"))
+def front_exited(front, proc, log_start):
+    """The error for a front server that exited: with the tail of what it logged."""
+    return StepFailed(f"{front.noun} exited with code {proc.returncode}"
+                      + (_log_tail(front, log_start) or " (its messages are above)"))
 
 
-def _log_tail(error_log, start, lines=3):
-    """": LAST LINES (in FILE)" of what *error_log* got since *start*, or ""."""
+def _log_tail(front, start, lines=3):
+    """": LAST LINES (in FILE)" of what *front*'s error log got since *start*, or ""."""
+    error_log = front.error_log
     try:
         with open(error_log, "rb") as f:
             f.seek(start)
@@ -316,43 +245,29 @@ def _log_tail(error_log, start, lines=3):
         return ""
     if not new:
         return ""
-    # without Apache's "[time] [module:level] [pid N:tid N] " heads
-    tail = [re.sub(r"^(\[[^]]*\] *)+", "", ln.strip()) for ln in new[-lines:]]
+    tail = [front.log_message(ln) for ln in new[-lines:]]
     return f": {' / '.join(tail)} (in {error_log})"
 
 
-def _reload(ctx, apache, proc, bind, port, error_log, timeout=20):
-    """Re-render the config; if it changed, restart Apache gracefully and return once
-    it says it serves the new one."""
+def _reload(ctx, front, proc, bind, port):
+    """Re-render the config; if it changed, reload *front* gracefully and return once
+    it serves the new one."""
     try:
         ctx.host.cfg = config.load(ctx.host.config_path)
-        if not write_changed(embedded_files(ctx, apache, bind, port)):
+        if not write_changed(FILES[front.name](ctx, front, bind, port)):
             return
-        apache.configtest()
+        front.configtest()
     except LinohostError as e:
         ctx.progress(f"not reloading: {e}")
         return
-    ctx.progress(f"sites changed: reloading Apache ({len(ctx.host.site_names())} sites)")
-    start = error_log.stat().st_size if error_log.exists() else 0
-    os.kill(proc.pid, signal.SIGUSR1)       # graceful restart
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        with open(error_log, "rb") as f:
-            f.seek(start)
-            if b"resuming normal operations" in f.read():
-                return
-        time.sleep(0.05)
+    ctx.progress(f"sites changed: reloading {front.noun} ({len(ctx.host.site_names())} sites)")
+    front.reload(proc)
 
 
 def _terminate(proc, timeout=20):
-    """Stop httpd; its children (workers, site daemons) go with it, or are killed."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Stop the front server; its children (workers, site daemons) go with it, or are
+    killed."""
+    processes.end(proc, timeout)
     try:                                     # anything left in httpd's session is ours
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -1,5 +1,6 @@
 """Creating and removing sites: every step journaled, all or nothing."""
 
+import dataclasses
 import datetime
 import glob
 import os
@@ -15,7 +16,7 @@ from ..errors import Conflict, Interrupted, UsageError
 from ..model import apps, names
 from ..model.site import Site
 from ..render import site as render_site
-from . import demo, envs, keys, locales, users
+from . import demo, envs, keys, locales, site_settings, users
 from ..fs import atomic_write, write_secret
 from .journal import Journal, undo_step
 
@@ -45,7 +46,7 @@ def module_installed(env, dotted):
 
 
 def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
-             front_end=None, admin=""):
+             front_end=None, admin="", limits=None):
     """Validate everything about a new site before anything is made; return its record."""
     host = ctx.host
     env_rec = host.env(env)
@@ -81,7 +82,21 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
     return Site(name=name, app=app_rec.name, settings_module=app_rec.settings_module, env=env,
                 db=db, title=title or name.replace("_", " ").title(),
                 languages=tuple(languages), front_end=front_end, domain=domain,
-                db_name=db_name, created=_now(), admin=admin)
+                db_name=db_name, created=_now(), admin=admin, **(limits or {}))
+
+
+#: A site's own fence in its record (see keeper/fence.py), by option name.
+LIMIT_FIELDS = {"memory": "memory_limit", "cpu_weight": "cpu_weight", "tasks": "tasks_limit"}
+
+
+def set_limits(ctx, name, **values):
+    """Give site *name* limits of its own (0: the host's [limits]); its next worker
+    is fenced by them (the keeper sees the record change). Return the record."""
+    host = ctx.host
+    changes = {LIMIT_FIELDS[k]: v for k, v in values.items() if v is not None}
+    site = dataclasses.replace(host.site(name), **changes)
+    atomic_write(host.registry_dir / f"{site.name}.toml", site.dumps())
+    return site
 
 
 def check_secret_key(cfg):
@@ -93,11 +108,12 @@ def check_secret_key(cfg):
                          "derived`")
 
 
-def new(ctx, site, data="demo", first_admin=None):
+def new(ctx, site, data="demo", first_admin=None, own=""):
     """Create *site* (a record from :func:`plan_new`): files, database, data, caches.
 
     *data* is "demo", "empty", or a function ``data(ctx, site)`` that loads it;
-    *first_admin* (user name, password) is made once the data is there."""
+    *first_admin* (user name, password) is made once the data is there; *own* is the
+    own part of its settings (a copy's, carried from its source)."""
     host, system = ctx.host, ctx.system
     env = host.env(site.env)
     app = apps.resolve(site.app)
@@ -109,7 +125,7 @@ def new(ctx, site, data="demo", first_admin=None):
         project.mkdir()
         for sub in ("media", "config", "apache"):
             (project / sub).mkdir()
-        write_files(host, site)
+        write_files(host, site, own)
         keys.write(ctx, site.name, journal)
         be = backend(site.db, ctx.cfg)
         if be.server:
@@ -127,7 +143,7 @@ def new(ctx, site, data="demo", first_admin=None):
             ctx.progress(f"{site.name}: the demo data made by prep today for "
                          f"{(template / demo.READY).read_text().strip()}")
             demo.load(ctx, site, template)
-            tasks = []
+            tasks = ["previews"]                # the template's are its own site's URLs
         elif callable(data):                    # e.g. load an archive
             data(ctx, site)
             tasks = []
@@ -190,18 +206,34 @@ def settings_context(host, site):
                 db_server=be.connect_args() if be.server else None)
 
 
-def write_files(host, site):
-    """Write the generated files of *site*'s project directory."""
+def write_files(host, site, own=""):
+    """Write the files linohost makes in *site*'s project directory."""
     project = host.site_dir(site.name)
-    for rel, text in render_site.project_files(site, **settings_context(host, site)).items():
+    files = render_site.project_files(site, own, **settings_context(host, site))
+    for rel, text in files.items():
         atomic_write(project / rel, text, mode=0o640)
 
 
-def write_settings(host, site, owner=None, restart=True):
-    """Regenerate settings.py of an existing site (after `init` changed the host)
-    and restart its running process, if any, to apply it (unless not *restart*)."""
+def own_settings(host, site, force=False, before=None):
+    """The own part of *site*'s settings.py (:class:`site_settings.Own`), checked before
+    anything is rewritten. *before*: the (host, site) linohost last wrote it for, when
+    the command changes them (to migrate a file of an older linohost)."""
+    last_host, last_site = before or (host, site)
+    return site_settings.own_part(
+        host.site_dir(site.name) / "settings.py",
+        lambda: render_site.generated_settings(last_site, **settings_context(last_host, last_site)),
+        force)
+
+
+def write_settings(host, site, owner=None, restart=True, own=None):
+    """Regenerate settings.py of an existing site (after `init` changed the host),
+    keeping its *own* part (read from the file if not given), and restart its running
+    process, if any, to apply it (unless not *restart*)."""
     path = host.site_dir(site.name) / "settings.py"
-    atomic_write(path, render_site.settings_py(site, **settings_context(host, site)), mode=0o640)
+    if own is None:
+        own = own_settings(host, site)
+    text = render_site.settings_py(site, own=own.text, **settings_context(host, site))
+    atomic_write(path, text, mode=0o640)
     if owner:
         os.chown(path, *owner)
     if restart:
@@ -216,6 +248,8 @@ def destruction_plan(ctx, site):
         steps.append({"kind": "database", "engine": site.db, "name": site.db_name})
         steps.append({"kind": "file", "path": str(host.secrets_dir / f"db-{site.name}")})
     steps.append({"kind": "file", "path": str(keys.key_file(host, site.name))})
+    if keys.kept_file(host, site.name).exists():
+        steps.append({"kind": "file", "path": str(keys.kept_file(host, site.name))})
     if keys.smtp_file(host, site.name).exists():
         steps.append({"kind": "file", "path": str(keys.smtp_file(host, site.name))})
     steps.append({"kind": "tree", "path": str(host.site_dir(site.name))})

@@ -22,21 +22,28 @@ from ..fs import atomic_write
 CONFDIR = Path(os.environ.get("APACHE_CONFDIR", "/etc/apache2"))
 
 
-def render(ctx):
-    """(vhosts text, landing page text) for the system Apache."""
+def vhosts(ctx):
+    """(mounts, listen, tls) of a system web server's vhosts (Apache's or nginx's)."""
     cfg = ctx.cfg
-    backend = process_backend(ctx.host, user=cfg["site_user"], group=cfg["site_group"],
-                              run_as=users.run_as(ctx))
     tls.check(cfg)
     port = cfg["tls.https_port"] if tls.enabled(cfg) else cfg["apache.vhost_port"]
     mounts = render_apache.mounts(ctx.host, port)
     listen = render_apache.Listen(f"*:{port}", cfg["server_name"], tls.scheme(cfg))
-    htdocs = ctx.host.root / "apache" / "htdocs"
     vhost_tls = None
     if tls.enabled(cfg):
         names = render_apache.vhost_names(mounts, listen)
         vhost_tls = render_apache.tls_of(cfg, names, tls.certificates(cfg, names), port,
                                          redirect_from=f"*:{cfg['apache.vhost_port']}")
+    return mounts, listen, vhost_tls
+
+
+def render(ctx):
+    """(vhosts text, landing page text) for the system Apache."""
+    cfg = ctx.cfg
+    backend = process_backend(ctx.host, user=cfg["site_user"], group=cfg["site_group"],
+                              run_as=users.run_as(ctx))
+    mounts, listen, vhost_tls = vhosts(ctx)
+    htdocs = ctx.host.root / "apache" / "htdocs"
     return (render_apache.sites_conf(mounts, listen, backend, htdocs,
                                      cfg["apache.extra_directives"], vhost_tls),
             render_apache.index_html(mounts, cfg["server_name"]))
@@ -46,12 +53,15 @@ def _target(ctx):
     return Path(ctx.cfg["apache.config_path"])
 
 
-def diff(ctx):
-    target = _target(ctx)
+def diff_file(target, new):
+    """The unified diff from the installed *target* (or nothing) to the text *new*."""
     old = target.read_text(encoding="utf-8") if target.exists() else ""
-    new = render(ctx)[0]
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                         str(target), f"{target} (new)"))
+
+
+def diff(ctx):
+    return diff_file(_target(ctx), render(ctx)[0])
 
 
 def _apache2ctl():
@@ -123,11 +133,7 @@ def write(ctx):
     text, index = render(ctx)
     configtest(ctx, text)
     target = _target(ctx)
-    htdocs = ctx.host.root / "apache" / "htdocs"
-    htdocs.mkdir(parents=True, exist_ok=True)
-    os.chmod(htdocs.parent, 0o755)
-    os.chmod(htdocs, 0o755)
-    atomic_write(htdocs / "index.html", index)
+    write_landing(ctx.host.root / "apache" / "htdocs", index)
     old = target.read_text(encoding="utf-8") if target.exists() else None
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, text)
@@ -152,6 +158,14 @@ def write(ctx):
         ctx.progress("Apache reloaded gracefully")
     else:
         ctx.progress("Apache is not running: the config takes effect when it starts")
+
+
+def write_landing(htdocs, index):
+    """Install the landing page *index* in *htdocs*, readable by the web server."""
+    htdocs.mkdir(parents=True, exist_ok=True)
+    os.chmod(htdocs.parent, 0o755)
+    os.chmod(htdocs, 0o755)
+    atomic_write(htdocs / "index.html", index)
 
 
 def serves(cfg):

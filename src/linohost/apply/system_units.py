@@ -34,7 +34,8 @@ def render(ctx):
     unit_dir = Path(cfg["systemd.unit_dir"])
     units = render_systemd.units(root=ctx.host.root, linohost=linohost_command(),
                                  process_backend=cfg["process_backend"],
-                                 backup_calendar=cfg["systemd.backup_calendar"])
+                                 backup_calendar=cfg["systemd.backup_calendar"],
+                                 web_server=cfg["web_server"])
     files = {unit_dir / rel: text for rel, text in units.items()}
     files[Path(cfg["logrotate.path"])] = render_systemd.logrotate(
         logs=ctx.host.logs_dir, keep_weeks=cfg["logrotate.keep_weeks"])
@@ -89,13 +90,13 @@ def check(ctx, files=None):
 
 
 def _verify_units(analyze, tmp, unit_dir, files):
-    # Our unit files by path; the system Apache by name, with our drop-in found
+    # Our unit files by path; the system web server by name, with our drop-in found
     # through the unit path (trailing ":" keeps the system's directories).
     names = [str(tmp / p.relative_to(unit_dir)) for p in files
              if p.parent == unit_dir and p.suffix in (".service", ".timer")]
-    dropin = any(p.parent.name.endswith(".service.d") for p in files)
-    if dropin and _unit_exists("apache2.service"):
-        names.append("apache2.service")
+    names += [p.parent.name.removesuffix(".d") for p in files
+              if p.parent.name.endswith(".service.d")
+              and _unit_exists(p.parent.name.removesuffix(".d"))]
     p = subprocess.run([analyze, "verify", *names], capture_output=True, text=True,
                        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp}:"})
     ours = [ln.replace(str(tmp), str(unit_dir)) for ln in (p.stderr + p.stdout).splitlines()

@@ -24,7 +24,7 @@ from ..fs import atomic_write, remove_tree
 from .journal import Journal, undo_step
 from .maintenance import maintenance
 from .restore import load_portable, opened
-from .sites import write_settings
+from .sites import own_settings, write_settings
 
 
 @dataclass
@@ -56,7 +56,8 @@ def next_env_name(host, name):
 
 
 def plan(host, env_name, canary=None):
-    """The sites to move, canary first; bad input raises UsageError."""
+    """The sites to move, canary first; bad input raises UsageError (and a site's
+    settings.py edited above its marker line, EditedSettings)."""
     host.env(env_name)
     sites = [s for s in host.sites() if s.env == env_name]
     if not sites:
@@ -68,11 +69,25 @@ def plan(host, env_name, canary=None):
     return sites
 
 
-def upgrade(ctx, env_name, upgrades=(), canary=None):
-    """Upgrade the sites of *env_name*; return (new env name, [Moved])."""
+def settle_settings(ctx, sites, force):
+    """Check each site's settings.py before anything is built; one written by an older
+    linohost (or edited, with *force*) is rewritten now with its own part below the marker."""
+    owns = {s.name: own_settings(ctx.host, s, force) for s in sites}
+    for s in sites:
+        for note in owns[s.name].notes:
+            ctx.progress(note)
+        if owns[s.name].notes:
+            write_settings(ctx.host, s, ctx.system.owner_of(s.name), restart=False,
+                           own=owns[s.name])
+
+
+def upgrade(ctx, env_name, upgrades=(), canary=None, force=False):
+    """Upgrade the sites of *env_name*; return (new env name, [Moved]). *force*: see
+    :func:`settle_settings`."""
     host = ctx.host
     old = host.env(env_name)
     sites = plan(host, env_name, canary)
+    settle_settings(ctx, sites, force)
     new_name = next_env_name(host, env_name)
     # Killed before the end, the repair removes the new environment if no site moved to it.
     outer = Journal(host, "upgrade", f"env-{env_name}").start(

@@ -19,6 +19,8 @@ Site processes run with umask 027, so what they make is their own, or, in
 media/, the web server's to read.
 """
 
+import contextlib
+import fcntl
 import os
 import re
 import stat
@@ -69,31 +71,60 @@ def create(ctx, site_name, journal):
     make_home(ctx, site_name)
 
 
+#: Held while an id is chosen and given, by every host root of the machine: groupadd
+#: checks that an id is free before it locks /etc/group, so two at once could both get
+#: one (measured: two host roots' `new` at the same moment made two groups of one gid).
+IDS_LOCK = Path("/run/lock/linohost-site-ids.lock")
+
+
+@contextlib.contextmanager
+def ids_locked():
+    """The machine's lock on choosing and giving site ids."""
+    IDS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(IDS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def add_user(ctx, site_name):
     """``groupadd`` and ``useradd`` of the site's user with the lowest id of the host's
-    range free as both (another host root on the machine may take one meanwhile:
-    then the next)."""
+    range free as both (under :func:`ids_locked`; a tool that is not linohost may take
+    one meanwhile: then the next, and an id that ends up shared is given back)."""
     system = ctx.system
     user = system.user_of(site_name)
     first, last = id_range(ctx)
-    for n in free_ids(first, last):
-        try:
-            system.run(["groupadd", "--gid", n, user], what=f"groupadd {user}")
-        except StepFailed:
-            if _taken(n):
+    with ids_locked():
+        for n in free_ids(first, last):
+            try:
+                system.run(["groupadd", "--gid", n, user], what=f"groupadd {user}")
+            except StepFailed:
+                if _taken(n):
+                    continue
+                raise
+            if _group_names(n) != [user]:             # another group took it too
+                system.run(["groupdel", user], what=f"groupdel {user}")
                 continue
-            raise
-        try:
-            system.run(["useradd", "--system", "--uid", n, "--gid", n, "--no-create-home",
-                        "--home-dir", system.home_of(site_name), "--shell", NOLOGIN,
-                        "--comment", f"Lino site {site_name}", user], what=f"useradd {user}")
-        except StepFailed:
-            system.run(["groupdel", user], what=f"groupdel {user}")
-            if _taken(n):
-                continue
-            raise
-        return n
+            try:
+                system.run(["useradd", "--system", "--uid", n, "--gid", n, "--no-create-home",
+                            "--home-dir", system.home_of(site_name), "--shell", NOLOGIN,
+                            "--comment", f"Lino site {site_name}", user],
+                           what=f"useradd {user}")
+            except StepFailed:
+                system.run(["groupdel", user], what=f"groupdel {user}")
+                if _taken(n):
+                    continue
+                raise
+            return n
     raise StepFailed(f"no id is left in site_ids {first}-{last} for {user}")
+
+
+def _group_names(gid):
+    """The names of every group with *gid* (one, unless an id was given twice)."""
+    import grp
+    return [g.gr_name for g in grp.getgrall() if g.gr_gid == gid]
 
 
 def id_range(ctx):
@@ -438,18 +469,25 @@ def move_into_range(ctx, site_name, journal, wait=30):
     user = system.user_of(site_name)
     old_uid, old_gid = system.owner_of(site_name)
     first, last = id_range(ctx)
-    new = next((n for n in free_ids(first, last)), None)
-    if new is None:
-        raise UsageError(f"no id is left in site_ids {first}-{last}: widen the range in "
-                         f"{host.config_path}")
+
+    def lowest_free():
+        new = next((n for n in free_ids(first, last)), None)
+        if new is None:
+            raise UsageError(f"no id is left in site_ids {first}-{last}: widen the range in "
+                             f"{host.config_path}")
+        return new
+    lowest_free()                               # refused before anything waits
     deadline = time.monotonic() + wait
     while _busy(user) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _busy(user):
         raise StepFailed(f"site {site_name} is awake (a process of {user} runs): let it "
                          f"sleep, then move it")
-    journal.record("site_ids", site=site_name, user=user, uid=old_uid, gid=old_gid, new=new)
-    _renumber(ctx, site_name, user, (old_uid, old_gid), (new, new))
+    with ids_locked():
+        new = lowest_free()
+        journal.record("site_ids", site=site_name, user=user, uid=old_uid, gid=old_gid,
+                       new=new)
+        _renumber(ctx, site_name, user, (old_uid, old_gid), (new, new))
     assert pwd.getpwnam(user).pw_uid == new and grp.getgrnam(user).gr_gid == new
     return old_uid, new
 

@@ -1,31 +1,31 @@
-"""A site worker: runs *inside* the site's environment (python -c), serves one site.
+"""A site worker: runs *inside* the site's environment (shipped, see shipped.py),
+serves one site.
 
 The keeper starts it as the site's user with the site's listening unix socket
-already bound and listening (inherited, its number in LINOHOST_LISTEN_FD) and a
-pipe to report on (LINOHOST_STATUS_FD). It loads the site's own apache/wsgi.py
+already bound and listening (inherited, its number in LINOHOST_LISTEN_FD), a pipe
+to report on (LINOHOST_STATUS_FD) and its start request (protocol.py) in
+LINOHOST_START; or a zygote forks it (zygote.py). It loads the site's own apache/wsgi.py
 (the same entry point as under mod_wsgi) and serves it with waitress, in this
 process, with threads. It leaves
 
-- with exit code 0 after LINOHOST_IDLE_TIMEOUT seconds without a request
+- with exit code 0 after the request's ``idle_timeout`` seconds without a request
   (0: never) or on SIGTERM, after finishing every connection it has accepted
   (connections not yet accepted stay in the socket's backlog for the next worker);
 - with exit code 3 if the site cannot be loaded ("failed to boot": the keeper
   backs off instead of starting it again at once).
 
 Reports on the status pipe, one line each: ``ready``, then ``stats REQUESTS
-LAST_REQUEST_EPOCH`` whenever they changed (at most once a second), and
+LAST_REQUEST_EPOCH`` whenever they changed (at most once a second), for a site
+with channels ``live WEBSOCKETS CHANNEL_MESSAGES`` likewise, and
 ``next_job EPOCH`` (``next_job -``: none) whenever it changed.
 
-With LINOHOST_JOBS_SOURCE (the text of linohost's keeper/jobs.py) it also runs
-the site's scheduled background tasks (see there) and does not leave on idle
-while one runs; with LINOHOST_FOR_JOBS=1 (started for a job, not a request) it
-leaves as soon as the jobs are done, unless a request came meanwhile.
-Linohost ships this file; it imports nothing of linohost.
+With the request's ``jobs`` it also runs the site's scheduled background tasks
+(jobs.py) and does not leave on idle while one runs; with ``jobs["for_jobs"]``
+(started for a job, not a request) it leaves as soon as the jobs are done, unless a
+request came meanwhile. It imports nothing of linohost but its shipped modules.
 """
 import ctypes
-import hashlib
 import importlib.util
-import io
 import json
 import os
 import signal
@@ -34,10 +34,10 @@ import sys
 import threading
 import time
 import traceback
-import types
 from pathlib import Path
 
-BOOT_FAILED = 3
+import linohost_protocol as protocol
+
 #: Modules a worker does without: PyMuPDF imports onnxruntime for its optional layout
 #: analysis (which Lino does not use); it starts threads at import, which a process
 #: that forks must not have, and costs every worker its memory. PyMuPDF works
@@ -84,22 +84,13 @@ def load_application(project):
     return module.application
 
 
-def jobs_config():
-    """What LINOHOST_JOBS_* say about background tasks (None: run none)."""
-    source = os.environ.pop("LINOHOST_JOBS_SOURCE", "")
-    for_jobs = os.environ.pop("LINOHOST_FOR_JOBS", "") == "1"
-    interval = float(os.environ.pop("LINOHOST_MIN_JOB_INTERVAL", "300"))
-    return {"source": source, "for_jobs": for_jobs, "min_interval": interval} if source else None
-
-
 def start_jobs(jobs):
-    """The site's background tasks in a thread (linohost's jobs.py, given as text)."""
+    """The site's background tasks in a thread (linohost's jobs.py)."""
     if not jobs:
         return None
     try:
-        module = types.ModuleType("linohost_jobs")
-        exec(compile(jobs["source"], "linohost/keeper/jobs.py", "exec"), module.__dict__)
-        return module.start(log, min_interval=jobs["min_interval"])
+        import linohost_jobs
+        return linohost_jobs.start(log, min_interval=jobs["min_interval"])
     except Exception:          # the site still serves; its tasks wait
         log(f"cannot run background tasks:\n{traceback.format_exc()}")
         return None
@@ -152,11 +143,135 @@ class _Closing:
             self.on_close()
 
 
+#: Where a site with channels takes its websockets (the web server routes /WS/ there).
+WS_SOCKET = "apache/ws.sock"
+
+
+def uses_channels():
+    """Whether the loaded site uses Lino's channels (Noi: ``linod.use_channels``)."""
+    from django.conf import settings
+    linod = getattr(settings.SITE.plugins, "linod", None)
+    return bool(linod and linod.use_channels and getattr(settings, "ASGI_APPLICATION", ""))
+
+
+class Live:
+    """Lino's live features of a site with channels, beside its WSGI server: the
+    websockets of /WS/ (Lino's ASGI application, served by uvicorn) and its channel
+    worker (the ``linod_SITE`` messages: panel updates, web push), in an event loop
+    of a thread of their own, started after the fork (a zygote has no loop, no thread).
+
+    The websockets have a socket of their own, bound by this worker in the project
+    (:data:`WS_SOCKET`) and gone with it: while the site sleeps a browser's reconnect
+    is refused by the web server at once, and wakes nothing. Only HTTP requests keep
+    the site awake (they count in :class:`Activity`); when the worker leaves, its
+    websockets close with 1012 ("service restart") and browsers retry (every 10 s at
+    most, reconnecting-websocket's default) until an HTTP request wakes the site."""
+
+    def __init__(self, project):
+        self.project = project
+        self.path = project / WS_SOCKET
+        self.open = 0                       # websockets now
+        self.messages = 0                   # channel messages handled
+        self.server = None
+        self.thread = None
+
+    def start(self):
+        """Bind the websocket socket (atomically over a stale one) and serve it."""
+        tmp = self.path.with_name(f"ws.{os.getpid()}.sock")
+        if tmp.exists():
+            tmp.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(tmp))
+        os.chmod(tmp, 0o666)                # the project directory keeps others out
+        self.sock.listen(128)
+        os.replace(tmp, self.path)
+        self.inode = os.stat(self.path).st_ino
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), name="live",
+                                       daemon=True)
+        self.thread.start()
+        ready.wait(30)
+
+    def _run(self, ready):
+        import asyncio
+        try:
+            asyncio.run(self._serve(ready))
+        except BaseException:               # the site still serves HTTP
+            log(f"live features stopped:\n{traceback.format_exc()}")
+            ready.set()
+
+    async def _serve(self, ready):
+        import asyncio
+        import uvicorn
+        from channels.layers import get_channel_layer
+        from channels.routing import get_default_application
+        from channels.worker import Worker
+        from django.conf import settings
+        from lino.modlib.linod.utils import CHANNEL_NAME
+        lino = get_default_application()
+        prefix = settings.SITE.site_prefix
+
+        async def websockets(scope, receive, send):
+            if scope["type"] != "websocket":            # /WS/ only: HTTP goes to WSGI
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body", "body": b"not found"})
+                return
+            path = scope["path"]
+            if prefix != "/" and path.startswith(prefix):   # Lino's route is ^WS/$
+                scope = {**scope, "path": "/" + path[len(prefix):]}
+            self.open += 1
+            try:
+                await lino(scope, receive, send)
+            finally:
+                self.open -= 1
+
+        async def channel(scope, receive, send):
+            async def counted():
+                message = await receive()
+                self.messages += 1
+                return message
+            await lino(scope, counted, send)
+
+        config = uvicorn.Config(websockets, lifespan="off", http="h11", ws="wsproto",
+                                log_config=None, access_log=False, ws_ping_interval=20,
+                                timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        worker = Worker(application=channel, channels=[CHANNEL_NAME],
+                        channel_layer=get_channel_layer())
+        tasks = [asyncio.ensure_future(worker.handle()),
+                 asyncio.ensure_future(worker.application_checker())]
+        ready.set()
+        try:
+            await self.server.serve(sockets=[self.sock])
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    def leave(self):
+        """Accept no more websockets, close the open ones (1012)."""
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def close(self, timeout=10):
+        """Once left: wait for the thread; the socket file goes if it is still ours."""
+        self.leave()
+        if self.thread is not None:
+            self.thread.join(timeout)
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self.sock.close()
+
+
 def main():
     """A plain start: this process loads the site and serves it."""
-    die_with_keeper(int(os.environ.pop("LINOHOST_KEEPER_PID")))
+    request = json.loads(os.environ.pop(protocol.START))
+    die_with_keeper(request["keeper_pid"])
     without_threads_at_import()
-    project = Path(sys.argv[1]).resolve()
+    project = Path(request["project"])
     # Lino takes a "-c" argv[0] for a doctest (see siteinit.py): look like a server.
     sys.argv = ["linohost-worker", str(project)]
     status = os.fdopen(int(os.environ.pop("LINOHOST_STATUS_FD")), "w", buffering=1)
@@ -165,21 +280,23 @@ def main():
         app = load_application(project)
     except BaseException:
         log(f"cannot load site {project.name}:\n{traceback.format_exc()}")
-        os._exit(BOOT_FAILED)
-    if os.environ.get("LINOHOST_PROBE"):
-        probe(app, json.loads(os.environ.pop("LINOHOST_PROBE")))
-    serve(project, app, sock, status,
-          threads=int(os.environ.pop("LINOHOST_THREADS", "8")),
-          idle_timeout=float(os.environ.pop("LINOHOST_IDLE_TIMEOUT", "0")),
-          grace=float(os.environ.pop("LINOHOST_GRACE", "30")), jobs=jobs_config())
+        os._exit(protocol.BOOT_FAILED)
+    serve(project, app, sock, status, request)
 
 
-def serve(project, app, sock, status, *, threads, idle_timeout, grace, jobs=None):
-    """Serve *app* on the listening *sock* until idle or told to stop (running the
-    site's background tasks if *jobs*, see :func:`jobs_config`); then leave the
-    process (``os._exit``) after Lino's shutdown."""
+def serve(project, app, sock, status, request):
+    """Serve *app* on the listening *sock* as the start *request* says (protocol.py)
+    until idle or told to stop, running the site's background tasks if it has
+    ``jobs``; then leave the process (``os._exit``) after Lino's shutdown."""
+    if request.get("probe"):
+        run_probe(app, request["probe"])
+    threads, idle_timeout = request["threads"], request["idle_timeout"]
+    grace, jobs = request["grace"], request.get("jobs")
     for_jobs = bool(jobs and jobs["for_jobs"])
     jobs = start_jobs(jobs)
+    live = Live(project) if uses_channels() else None
+    if live:
+        live.start()
     from waitress import create_server
     from waitress.channel import HTTPChannel
     from waitress import wasyncore
@@ -200,6 +317,7 @@ def serve(project, app, sock, status, *, threads, idle_timeout, grace, jobs=None
     log(f"serving {project.name} with {threads} threads")
 
     reported = (0, None)
+    reported_live = None                      # a live site says "live 0 0" at once
     reported_job = ()
     next_report = 0
     deadline = None
@@ -211,9 +329,12 @@ def serve(project, app, sock, status, *, threads, idle_timeout, grace, jobs=None
             busy = activity.active or channels
             idle_for = now - activity.last
             stats = (activity.requests, activity.last_request)
-        if stats != reported and now >= next_report:
+        live_now = (live.open, live.messages) if live else None
+        if (stats != reported or live_now != reported_live) and now >= next_report:
             _report(status, stats)
-            reported, next_report = stats, now + 1
+            if live_now != reported_live:
+                _say(status, f"live {live_now[0]} {live_now[1]}")
+            reported, reported_live, next_report = stats, live_now, now + 1
         if jobs and jobs.passes and jobs.next_job != reported_job:
             reported_job = jobs.next_job
             _say(status, f"next_job {'-' if reported_job is None else round(reported_job)}")
@@ -228,6 +349,8 @@ def serve(project, app, sock, status, *, threads, idle_timeout, grace, jobs=None
             deadline = now + grace
             if jobs:
                 jobs.stop()
+            if live:
+                live.leave()
             log("idle: leaving" if not stop.is_set() else "stopping")
         if deadline is not None and ((not busy and not (jobs and jobs.running))
                                      or now >= deadline):
@@ -235,6 +358,8 @@ def serve(project, app, sock, status, *, threads, idle_timeout, grace, jobs=None
     if stats != reported:
         _report(status, stats)
     server.task_dispatcher.shutdown(timeout=5)
+    if live:
+        live.close()
     _shutdown_lino()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -242,117 +367,16 @@ def serve(project, app, sock, status, *, threads, idle_timeout, grace, jobs=None
     os._exit(0)
 
 
-# -- the probe: what the tests compare between a forked and a plain worker -------------
+# -- the tests' probe ---------------------------------------------------------------------
 
-def probe(app, spec):
-    """Write this worker's view of its site into ``spec["out"]`` (JSON) and leave:
-    every Django setting (secrets as hashes), the Site's and its plugins' attributes,
-    (with ``spec["build_cache"]``: after building the site cache) and *app*'s answers to ``spec["requests"]`` (a list of [method, path, form]) in
-    one session, as the web server would send them. Used by the exactness tests."""
-    from django.conf import settings
-    site = settings.SITE
-    secret = ("SECRET_KEY", "PASSWORD", "EMAIL_HOST_PASSWORD")
-    import logging
-    import random
-    streams = {}
-    for name in ("", "lino", "django"):
-        for h in logging.getLogger(name).handlers:
-            fd = getattr(getattr(h, "stream", None), "fileno", lambda: None)()
-            streams[f"{name}:{type(h).__name__}"] = os.readlink(f"/proc/self/fd/{fd}") \
-                if fd is not None else None
-    out = {"pid": os.getpid(), "uid": os.getuid(), "fds": _fds(),
-           "threads": len(os.listdir("/proc/self/task")),
-           "random": random.getrandbits(64), "log_streams": streams,
-           "signals": {s.name: _plain(signal.getsignal(s)) for s in (
-               signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)},
-           "settings": {}, "site": {}, "plugins": {}, "answers": []}
-    for k in dir(settings._wrapped):
-        if k.isupper():
-            v = getattr(settings, k)
-            if k == "DATABASES":
-                v = {a: {kk: (_hash(vv) if kk in secret else vv) for kk, vv in d.items()}
-                     for a, d in v.items()}
-            out["settings"][k] = _hash(v) if k in secret else _plain(v)
-    for k in set(vars(site)) | {"title", "site_prefix", "languages", "default_ui"}:
-        out["site"][k] = _plain(getattr(site, k))
-    for p in site.installed_plugins:
-        out["plugins"][p.app_label] = {k: _plain(v) for k, v in vars(p).items() if k != "site"}
-    if spec.get("build_cache"):                 # the site cache (media/cache), as `new` does
-        site.build_site_cache(force=True, verbosity=0)
-    cookies = {}
-    for method, path, form in spec["requests"]:
-        out["answers"].append(_call(app, method, path, form, cookies, spec["host"]))
-    out["fds_after"] = _fds()
-    with open(spec["out"], "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True, default=str)
+def run_probe(app, spec):
+    """Instead of serving: run the tests' probe (tests/worker_probe.py, whose source comes
+    in ``spec["source"]``) on *app*, then leave. Used by the exactness tests only."""
+    namespace = {"__name__": "worker_probe"}
+    exec(compile(spec["source"], "tests/worker_probe.py", "exec"), namespace)
+    namespace["probe"](app, spec)
     _shutdown_lino()
     os._exit(0)
-
-
-def _fds():
-    """{fd: what it is} of this process."""
-    out = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            out[name] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            pass                            # the listing's own descriptor, closed by now
-    return out
-
-
-def _hash(value):
-    return "sha256:" + hashlib.sha256(repr(value).encode()).hexdigest()
-
-
-def _plain(value):
-    import re
-    if isinstance(value, (set, frozenset)):
-        return repr(sorted(map(_plain, value)))         # no order of its own
-    try:
-        text = repr(value)
-    except Exception as e:                  # noqa: BLE001
-        text = f"<unrepresentable {type(value).__name__}: {e}>"
-    return re.sub(r" at 0x[0-9a-f]+", "", text)
-
-
-def _call(app, method, path, form, cookies, host):
-    """One request to the WSGI *app* as waitress would make it; its answer."""
-    from urllib.parse import urlencode
-    path, _, query = path.partition("?")
-    body = urlencode(form or {}).encode()
-    headers = {}
-    if method == "POST":                    # as a browser: the CSRF token, and from where
-        headers = {"HTTP_X_CSRFTOKEN": cookies.get("csrftoken", ""),
-                   "HTTP_REFERER": f"http://{host}{path}"}
-    environ = {
-        **headers,
-        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
-        "SCRIPT_NAME": "", "SERVER_NAME": host, "SERVER_PORT": "80", "HTTP_HOST": host,
-        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
-        "HTTP_COOKIE": "; ".join(f"{k}={v}" for k, v in cookies.items()),
-        "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http", "wsgi.multithread": True, "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    answer = {}
-
-    def start_response(status, headers, exc_info=None):
-        answer["status"] = status
-        answer["headers"] = sorted([k.lower(), v] for k, v in headers)
-
-    result = app(environ, start_response)
-    try:
-        answer["body"] = b"".join(result).decode("utf-8", "replace")
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    for k, v in answer["headers"]:
-        if k == "set-cookie":
-            name, _, rest = v.partition("=")
-            cookies[name.strip()] = rest.split(";", 1)[0]
-    answer["request"] = [method, path + ("?" + query if query else "")]
-    return answer
 
 
 def _report(status, stats):
@@ -373,7 +397,3 @@ def _shutdown_lino():
             settings.SITE.shutdown()
     except Exception:
         log(f"site.shutdown() failed:\n{traceback.format_exc()}")
-
-
-if __name__ == "__main__":
-    main()

@@ -27,21 +27,15 @@ import socket
 import subprocess
 import time
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
+from .. import processes
 from ..render import site as render_site
-from . import paths
+from . import paths, shipped
+from . import states as st
 
 log = logging.getLogger("linohost.keeper")
 
-ZYGOTE_SOURCE = resources.files("linohost.keeper").joinpath("zygote.py").read_text()
-#: The zygote's command line (its source comes in the environment: `ps` stays short).
-BOOTSTRAP = ("import os; exec(compile(os.environ.pop('LINOHOST_ZYGOTE_SOURCE'), "
-             "'linohost/keeper/zygote.py', 'exec'))")
-WORKER_SOURCE = resources.files("linohost.keeper").joinpath("worker.py").read_text()
-JOBS_SOURCE = resources.files("linohost.keeper").joinpath("jobs.py").read_text()
-INEXACT = 4
 #: In a variant zygote's template: the rows it starts with (see zygote.py).
 VARIANT_FILE = "variant.json"
 #: Seconds the keeper waits for a zygote's answer to a fork.
@@ -74,7 +68,7 @@ class Zygote:
         self.sites = 0                       # how many sites it is kept for
         self.proc = None
         self.sock = None
-        self.state = "stopped"               # starting, ready, failed, stopped
+        self.state = st.Z_STOPPED            # see states.ZYGOTE_ALLOWED
         self.reason = None
         self.fingerprint = self._fingerprint()
         self.started = None
@@ -106,7 +100,7 @@ class Zygote:
         """What `linohost status --zygotes` shows."""
         env, app, languages, front_end, prefix, db = self.key
         return {"name": self.name, "state": self.state, "reason": self.reason,
-                "pid": self.proc.pid if self.proc and self.state in ("starting", "ready")
+                "pid": self.proc.pid if self.proc and self.state in (st.Z_STARTING, st.Z_READY)
                 else None, "ready_s": self.ready_s, "env": env, "app": app,
                 "languages": " ".join(languages), "front_end": front_end,
                 "urls": "prefix" if prefix else "domain", "db": db,
@@ -160,7 +154,7 @@ class Zygote:
     # -- the process -----------------------------------------------------------------
     def start(self):
         self.fingerprint = self._fingerprint()
-        self.state, self.reason = "starting", None
+        self._to(st.Z_STARTING)
         self.started = time.monotonic()
         try:
             self._write_template()
@@ -169,13 +163,11 @@ class Zygote:
             logfile = open(self.host.logs_dir / "zygotes.log", "ab")
             try:
                 self.proc = subprocess.Popen(
-                    [env.bin_python, "-c", BOOTSTRAP, str(self.project)],
+                    shipped.argv(env.bin_python, "zygote", self.project),
                     cwd=self.project, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile,
                     pass_fds=(theirs.fileno(),),
-                    env={**os.environ, "LINOHOST_ZYGOTE_FD": str(theirs.fileno()),
-                         "LINOHOST_ZYGOTE_SOURCE": ZYGOTE_SOURCE,
-                         "LINOHOST_WORKER_SOURCE": WORKER_SOURCE,
-                         "LINOHOST_JOBS_SOURCE": JOBS_SOURCE,
+                    env={**os.environ, **shipped.environ(),
+                         "LINOHOST_ZYGOTE_FD": str(theirs.fileno()),
                          "LINOHOST_ZYGOTE_ENGINE": render_site.ENGINES[self.key[5]],
                          "XDG_CACHE_HOME": str(self.host.root / "home" / ".cache")})
             finally:
@@ -197,24 +189,28 @@ class Zygote:
         except BlockingIOError:
             return
         reply = json.loads(data) if data else {"failed": "exited"}
-        if "ready" in reply and self.state == "starting":
-            self.state = "ready"
+        if "ready" in reply and self.state == st.Z_STARTING:
+            self._to(st.Z_READY)
             self.failures = 0
             self.ready_s = reply["ready"]
             log.info("zygote %s: ready in %.2f s", self.name, self.ready_s)
         else:
             self._failed(f"template failed ({reply.get('failed')}; see logs/zygotes.log)")
 
+    def _to(self, state, reason=None):
+        st.check(self.state, state, st.ZYGOTE_ALLOWED)
+        self.state, self.reason = state, reason
+
     def _failed(self, reason):
         self.failures += 1
-        self.state, self.reason = "failed", reason
-        self.retry_at = time.monotonic() + min(300, 5 * 2 ** self.failures)
+        self._to(st.Z_FAILED, reason)
+        self.retry_at = time.monotonic() + st.backoff(self.failures, cap=300, first=10)
         log.error("zygote %s: %s", self.name, reason)
         self.close()
 
     def fork(self, request, fds):
         """Ask for a worker; return its pid (a child of the keeper once re-parented)."""
-        if self.state != "ready":
+        if self.state != st.Z_READY:
             raise ZygoteError(f"zygote {self.state}")
         self.sock.setblocking(True)
         self.sock.settimeout(FORK_TIMEOUT)
@@ -236,12 +232,14 @@ class Zygote:
 
     def poll(self):
         """Notice a zygote that died (its workers live on)."""
-        if self.proc and self.proc.poll() is not None and self.state in ("starting", "ready"):
+        if self.proc and self.proc.poll() is not None and self.state in (st.Z_STARTING,
+                                                                          st.Z_READY):
             self._failed(f"exited with code {self.proc.returncode}")
 
     def stop(self):
         self.close()
-        self.state = "stopped"
+        if self.state != st.Z_STOPPED:
+            self._to(st.Z_STOPPED)
 
     def close(self):
         """Close the connection to the process and end it (its workers live on)."""
@@ -250,13 +248,8 @@ class Zygote:
                 self.on_close(self.sock)
             self.sock.close()
             self.sock = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            processes.end(self.proc, 5)
 
 
 class ForkedWorker:

@@ -11,13 +11,14 @@ class App:
     name: str               # short name, or the settings module itself
     settings_module: str    # what the site's settings.py star-imports
     packages: tuple = ()    # what `env create` installs for it
+    channels: bool = False  # it uses Lino's channels (live notifications, websockets)
 
 
 #: Apps on PyPI by short name.
 APPS = {a.name: a for a in (
     App("std", "lino.projects.std.settings", ("lino",)),
     App("cosi", "lino_cosi.lib.cosi.settings", ("lino-cosi",)),
-    App("noi", "lino_noi.lib.noi.settings", ("lino-noi",)),
+    App("noi", "lino_noi.lib.noi.settings", ("lino-noi",), channels=True),
     App("amici", "lino_amici.lib.amici.settings", ("lino-amici",)),
     App("avanti", "lino_avanti.lib.avanti.settings", ("lino-avanti",)),
     App("tera", "lino_tera.lib.tera.settings", ("lino-tera",)),

@@ -5,7 +5,9 @@ Members::
     manifest.json          site record, environment, packages, engine, time, checksums
     database/db.sqlite3    the database in its engine's native form (or db.pgdump, db.sql)
     portable/              Lino's portable dump (dump2py), restorable on any engine
-    files/settings.py      the site's settings when it was backed up (for reference)
+    files/settings.py      the site's settings when it was backed up (its own part is
+                           carried to a copy)
+    files/lino.ini         its plugin settings, if it has them
     files/media/ files/config/
 
 The manifest holds the SHA-256 of every other member; an archive whose members

@@ -112,6 +112,10 @@ KEYS = (
         "request and stopped when idle, behind a unix socket the keeper holds) or `mod_wsgi` "
         "(one daemon process per site inside Apache).",
         choices=("keeper", "mod_wsgi")),
+    Key("web_server", "string", "apache",
+        "Front server of the sites: `apache`, or `nginx` (needs process_backend keeper: "
+        "mod_wsgi runs inside Apache). `serve` runs it, `config apache`/`config nginx` "
+        "configure the system's.", choices=("apache", "nginx")),
     Key("keeper.idle_timeout", "integer", 900,
         "Seconds without a request after which a site's worker leaves and the site sleeps "
         "(0: never).", minimum=0),
@@ -145,16 +149,45 @@ KEYS = (
     Key("keeper.zygote_wait", "integer", 60,
         "Seconds a sleeping site's first request waits for its group's zygote while that "
         "starts, instead of a plain start (which would slow the zygote down).", minimum=0),
+    Key("keeper.max_workers", "integer", 0,
+        "Site workers that run at once (0: no limit); for one more, the least recently "
+        "used worker finishes its requests and leaves.", minimum=0),
+    Key("keeper.min_free_memory", "integer", 256,
+        "MiB the host keeps available (MemAvailable) when the keeper starts a worker: "
+        "the least recently used workers leave first, and only when none can go does "
+        "the site answer 503 with Retry-After (0: no check).", minimum=0),
     Key("keeper.proxy_timeout", "integer", 300,
         "Seconds Apache waits for a site's answer (a sleeping site's first one includes "
         "its start).", minimum=1),
-    Key("apache.port", "integer", 8000, "Port of `linohost serve`.", **PORT),
+    Key("limits.memory", "integer", 1024,
+        "MiB a site's worker may hold (with what it starts); beyond it the kernel ends "
+        "the worker and the site answers 503 for a moment (0: no limit). A site's own: "
+        "`linohost limits SITE --memory N`.", minimum=0),
+    Key("limits.cpu_weight", "integer", 100,
+        "A site worker's share of the CPU when the CPU is busy, as systemd's CPUWeight "
+        "(100: as everybody's).", minimum=1, maximum=10000),
+    Key("limits.tasks", "integer", 512,
+        "Processes and threads a site's worker may have (0: no limit).", minimum=0),
+    Key("alerts.failed_starts", "integer", 3,
+        "Mail admin_email when a site failed to start this many times in a row (the "
+        "keeper sends alerts, at most one per subject per hour).", minimum=1),
+    Key("alerts.backup_days", "integer", 2,
+        "Mail admin_email when a site's newest backup is older than this many days.",
+        minimum=1),
+    Key("alerts.certificate_days", "integer", 14,
+        "Mail admin_email when a certificate (tls.mode files) expires within this many "
+        "days.", minimum=1),
+    Key("alerts.min_free_disk", "integer", 1024,
+        "Mail admin_email when the host root's disk has less than this many MiB free.",
+        minimum=0),
+    Key("apache.port", "integer", 8000, "Port of `linohost serve` (Apache or nginx).", **PORT),
     Key("apache.server", "string", "auto",
         "Apache binary of `linohost serve`: `debian` (packages apache2, libapache2-mod-wsgi-py3), "
         "`embedded` (built from PyPI into ROOT/apache/venv), `auto` (Debian's when installed).",
         choices=("auto", "debian", "embedded")),
     Key("apache.vhost_port", "integer", 80,
-        "Port of the vhosts in the system Apache's config (`linohost config apache`).", **PORT),
+        "Port of the vhosts in the system Apache's or nginx's config (`linohost config "
+        "apache`, `config nginx`).", **PORT),
     Key("apache.extra_directives", "string", "",
         "Apache directives added to every vhost, e.g. logging or TLS lines (checked by configtest)."),
     Key("apache.threads", "integer", 15, "Threads per site daemon process.", minimum=1),
@@ -162,6 +195,8 @@ KEYS = (
         "Seconds after which an idle site daemon is stopped (0: never).", minimum=0),
     Key("apache.config_path", "string", "/etc/apache2/sites-available/linohost.conf",
         "Where `linohost config apache --write` installs the system Apache config."),
+    Key("nginx.config_path", "string", "/etc/nginx/sites-available/linohost.conf",
+        "Where `linohost config nginx --write` installs the system nginx config."),
     Key("systemd.unit_dir", "string", "/etc/systemd/system",
         "Where `linohost config systemd --write` installs the boot-time units."),
     Key("systemd.backup_calendar", "string", "*-*-* 03:15:00",
@@ -171,7 +206,7 @@ KEYS = (
     Key("logrotate.keep_weeks", "integer", 8, "Weekly rotated logs kept.", minimum=1),
     Key("tls.mode", "string", "off",
         "HTTPS: `off`, `files` (certificates from tls.cert_file/key_file and tls.cert_dir) or "
-        "`acme` (obtained and renewed by the system Apache's mod_md).",
+        "`acme` (obtained and renewed by the system Apache's mod_md, or for nginx by certbot).",
         choices=("off", "files", "acme")),
     Key("tls.https_port", "integer", 443,
         "Port of the HTTPS vhosts in the system Apache's config (`serve` uses apache.port).",
@@ -191,6 +226,9 @@ KEYS = (
     Key("tls.acme_ca_file", "string", "",
         "acme: CA certificates (PEM) to trust for the ACME directory, e.g. a test CA "
         "(empty: the system's)."),
+    Key("certbot.config_dir", "string", "/etc/letsencrypt",
+        "acme with nginx: certbot's directory (its accounts, certificates and renewal "
+        "settings; Debian's certbot.timer renews what is in /etc/letsencrypt)."),
     Key("mail.host", "string", "", "SMTP server of outgoing mail (empty: left to Lino, whose default sends nothing)."),
     Key("mail.port", "integer", 587, "SMTP port.", **PORT),
     Key("mail.security", "string", "starttls",
@@ -320,6 +358,7 @@ def _validate(data, text, path):
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     if not errors:
+        _check_together(data, text, path)
         return
     e = errors[0]
     keypath = [str(p) for p in e.absolute_path]
@@ -338,6 +377,14 @@ def _validate(data, text, path):
     if not text:                    # a value given on the command line, not in the file
         raise ConfigError(f"{'.'.join(keypath)}: {msg}")
     raise ConfigError(f"{path}:{_line_of(text, keypath)}: {'.'.join(keypath)}: {msg}")
+
+
+def _check_together(data, text, path):
+    """Keys valid alone but not together: nginx cannot run mod_wsgi."""
+    if data.get("web_server") == "nginx" and data.get("process_backend", "keeper") != "keeper":
+        msg = ("web_server: nginx needs process_backend keeper, not "
+               f"{data['process_backend']!r} (mod_wsgi runs inside Apache)")
+        raise ConfigError(f"{path}:{_line_of(text, ['web_server'])}: {msg}" if text else msg)
 
 
 def load(path):

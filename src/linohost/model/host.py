@@ -43,6 +43,17 @@ class Host:
     logs_dir = property(lambda self: self.root / "logs")
     home_dir = property(lambda self: self.root / "home")
 
+    @property
+    def backups_dir(self):
+        """Where `backup` writes its archives (``backup.dir``, default ROOT/backups)."""
+        d = self.cfg["backup.dir"]
+        return Path(d) if d else self.root / "backups"
+
+    @property
+    def backup_results(self):
+        """What the last backup of each site did (``run/backups.json``, root's only)."""
+        return self.run_dir / "backups.json"
+
     def site_dir(self, name):
         return self.root / name
 

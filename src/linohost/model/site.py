@@ -20,6 +20,10 @@ class Site(Record):
     admin: str = ""             # the first admin of a site made empty (Lino's commands
                                 # sign in as it: users.demo_username)
     created: str = ""
+    # Its own fence ([limits]; 0: the host's): worker memory (MiB), CPU weight, tasks.
+    memory_limit: int = 0
+    cpu_weight: int = 0
+    tasks_limit: int = 0
 
     @property
     def db_user(self):

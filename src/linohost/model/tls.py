@@ -2,7 +2,8 @@
 
 ``tls.mode`` is ``off``, ``files`` (PEM files the operator provides: tls.cert_file and
 tls.key_file for server_name, tls.cert_dir/DOMAIN.crt and DOMAIN.key for a site's own
---domain) or ``acme`` (the system Apache's mod_md obtains and renews them).
+--domain) or ``acme`` (the system Apache's mod_md obtains and renews them, or for
+nginx certbot: :mod:`..apply.system_nginx`).
 """
 
 import os
@@ -56,8 +57,8 @@ def check_serve(cfg):
     client, runs in the system Apache only)."""
     if cfg["tls.mode"] == "acme" and not (cfg["tls.cert_file"] and cfg["tls.key_file"]):
         raise UsageError("serve under tls.mode acme needs tls.cert_file and tls.key_file "
-                         "(ACME certificates are obtained by the system Apache: "
-                         "`linohost config apache --write`)")
+                         "(ACME certificates are obtained for the system's web server: "
+                         f"`linohost config {cfg['web_server']} --write`)")
     if enabled(cfg):
         check(cfg.replace(tls__mode="files"))
 

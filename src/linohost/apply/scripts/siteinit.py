@@ -7,6 +7,9 @@ argv: PROJECT_DIR TASK... where TASK is one of
   static        collect static files into the (shared) STATIC_ROOT
   cache         build the site cache (media/cache: JS, JSON, CSS)
   locale        print the locale the site asks for (Lino's site_locale)
+  previews      rebuild the memo previews and mentions Lino derives from texts: data
+                copied from another site (a demo template, an archive) holds that
+                site's URLs (``href="/PREFIX/#/api/..."``)
   admin         create the first admin from PROJECT_DIR/.first-admin (username and
                 password on two lines; the file is removed first)
 Linohost ships this file; it imports nothing of linohost.
@@ -45,6 +48,10 @@ for task in tasks:
         call_command("collectstatic", interactive=False, verbosity=0)
     elif task == "cache":
         settings.SITE.build_site_cache(force=True, verbosity=0)
+    elif task == "previews":
+        from lino.api import dd
+        if dd.is_installed("memo"):
+            call_command("checkdata", "memo.PreviewableChecker", fix=True, verbosity=0)
     elif task == "locale":
         print("site_locale:", settings.SITE.site_locale or "")
     elif task == "admin":

@@ -6,8 +6,8 @@ keeper's children, not Apache's: reloading Apache restarts no site.
 """
 
 from ...keeper import control, paths
+from ... import processes
 from ...render import render
-from . import memory
 
 
 class Keeper:
@@ -29,7 +29,15 @@ class Keeper:
 
     def site_directives(self, mount):
         return render("apache/keeper_site.conf.j2", m=mount, timeout=self.timeout,
-                      socket=paths.site_socket(self.host, mount.name)).rstrip("\n")
+                      socket=paths.site_socket(self.host, mount.name),
+                      ws_socket=paths.ws_socket(self.host, mount.name)).rstrip("\n")
+
+    def host_directives(self):
+        """/_linohost/ (status page, metrics) to the keeper's own server. Apache
+        appends the client's address to any X-Forwarded-For: the keeper trusts a
+        single loopback address only (keeper/access.py)."""
+        return (f'ProxyPass "/_linohost/" "unix:{paths.status_socket(self.host)}'
+                '|http://localhost/_linohost/" disablereuse=On retry=0 timeout=30')
 
     def restart_site(self, name):
         """A new worker for *name* at its next request (nothing if no keeper runs)."""
@@ -44,19 +52,20 @@ class Keeper:
             rows = control.call(self.host, "status").get("zygotes", [])
         except (control.NotRunning, OSError):
             return []
-        return [{**r, **memory.of(r["pid"])} for r in rows]
+        return [{**r, **processes.memory_of(r["pid"])} for r in rows]
 
     def status(self, names):
         """One row per site (see `linohost status`)."""
         try:
-            rows = {r["name"]: r for r in control.call(self.host, "status")["sites"]}
+            reply = control.call(self.host, "status")
         except (control.NotRunning, OSError):
-            rows = {}
+            reply = {"sites": [], "fence": None}
+        rows = {r["name"]: r for r in reply["sites"]}
         out = []
         for n in names:
             r = rows.get(n) or {"name": n, "state": "sleeping", "pid": None, "uptime_s": None,
                                 "requests": None, "last_request": None, "cold_starts": None,
                                 "last_failure": None, "start": None, "plain_reason": None,
                                 "next_job": None, "job_wakes": None, "queued_s": None}
-            out.append({**r, **memory.of(r["pid"])})
+            out.append({**r, **processes.memory_of(r["pid"]), "fence": reply.get("fence")})
         return out

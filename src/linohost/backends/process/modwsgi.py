@@ -4,8 +4,8 @@ import os
 import re
 from pathlib import Path
 
+from ... import processes
 from ...render import render
-from . import memory
 
 
 class ModWsgi:
@@ -23,6 +23,9 @@ class ModWsgi:
     def server_directives(self):
         # No Python in Apache's own processes: only the site daemons run it.
         return "WSGIRestrictEmbedded On"
+
+    def host_directives(self):
+        return ""   # no keeper: no /_linohost/
 
     def site_directives(self, mount):
         user, group = self.run_as(mount.name)
@@ -47,7 +50,7 @@ class ModWsgi:
                         "cold_starts": None, "last_failure": None, "start": None,
                         "plain_reason": None, "next_job": None, "job_wakes": None,
                         "queued_s": None,
-                        **memory.of(pid)})
+                        **processes.memory_of(pid)})
         return out
 
 

@@ -7,7 +7,10 @@ come from: :class:`~.debian.DebianApache` (Debian's apache2 package) or
 """
 
 import os
+import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from ...errors import StepFailed
@@ -22,10 +25,13 @@ ARGV0_LENGTH = len("(wsgi:)") + SITE_NAME_MAX + 8
 class OwnApache:
     """An Apache with its config, pid file and sockets in ``ROOT/apache/run``."""
 
+    name = "apache"
+    noun = "Apache"                # in messages
     label = "Apache"               # for progress lines: which binary serves
 
     def __init__(self, host):
         self.host = host
+        self.error_log = host.logs_dir / "apache-error.log"
         self.dir = host.root / "apache"
         self.run_dir = self.dir / "run"
         self.htdocs = self.dir / "htdocs"
@@ -100,6 +106,27 @@ class OwnApache:
                                 executable=str(self.httpd), env=self.env(),
                                 start_new_session=True,
                                 stdin=subprocess.DEVNULL)
+
+    def dirs(self):
+        """The directories it needs, world-readable (its children may be another user)."""
+        return (self.run_dir, self.htdocs)
+
+    def reload(self, proc, timeout=20):
+        """Restart gracefully (SIGUSR1); return once it says it serves the new config."""
+        start = self.error_log.stat().st_size if self.error_log.exists() else 0
+        os.kill(proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            with open(self.error_log, "rb") as f:
+                f.seek(start)
+                if b"resuming normal operations" in f.read():
+                    return
+            time.sleep(0.05)
+
+    @staticmethod
+    def log_message(line):
+        """*line* of its error log without Apache's "[time] [module:level] [pid N:tid N] "."""
+        return re.sub(r"^(\[[^]]*\] *)+", "", line.strip())
 
     def running_pid(self):
         """The pid of an httpd left running from this root, or None."""

@@ -9,10 +9,12 @@ the site's prefix, so under `/shop/` they leave the site:
   lino_react/react/components/NavigationControl.js `getActorURL`) and
   `/static/react/locales/…` (its UI strings, components/i18n.js `loadPath`);
 - ExtJS: `/service-worker.js` (lino_extjs/extjs/config/extjs/index.html,
-  `navigator.serviceWorker.register('/service-worker.js')`).
+  `navigator.serviceWorker.register('/service-worker.js')`);
+- React's websocket of live notifications: `ws://HOST/WS/` (components/App.jsx
+  `notification_web_socket`).
 Every front end calls each plugin's `get_head_lines()` in the page head, before
 its own scripts run. The script below makes the page's same-origin fetch(),
-XMLHttpRequest, service-worker registration and clicked links that point outside
+XMLHttpRequest, WebSocket, service-worker registration and clicked links that point outside
 the prefix point inside it instead (`/media/x` becomes `/shop/media/x`).
 
 And React's sign-out answers with a redirect to the server root
@@ -59,6 +61,27 @@ SCRIPT = """<script type="text/javascript">
         navigator.serviceWorker.register = function (url, options) {
             return register0.call(this, inside(String(url)), options);
         };
+    }
+    // React opens its notifications' websocket at ws(s)://HOST/WS/.
+    var WebSocket0 = window.WebSocket;
+    if (WebSocket0) {
+        var socketInside = function (url) {
+            var u = new URL(String(url), window.location.href);
+            var secure = u.protocol === "wss:" || u.protocol === "https:";
+            u.protocol = secure ? "https:" : "http:";
+            var to = new URL(inside(u.href));
+            to.protocol = secure ? "wss:" : "ws:";
+            return to.href;
+        };
+        var WebSocketInside = function (url, protocols) {
+            return protocols === undefined ? new WebSocket0(socketInside(url))
+                : new WebSocket0(socketInside(url), protocols);
+        };
+        WebSocketInside.prototype = WebSocket0.prototype;
+        ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (k) {
+            WebSocketInside[k] = WebSocket0[k];
+        });
+        window.WebSocket = WebSocketInside;
     }
     document.addEventListener("click", function (e) {
         var a = e.target.closest ? e.target.closest("a[href]") : null;

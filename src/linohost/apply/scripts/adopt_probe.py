@@ -1,0 +1,158 @@
+"""Read a Lino project's settings in its own interpreter; print them as JSON.
+
+Run by `linohost adopt` as ``PYTHON adopt_probe.py PROJECT [PATH ...]``, never
+imported by linohost. The settings module is the one the project's manage.py
+names (its Django management call is not made). Only reads: nothing is written.
+The last line of output is ``LINOHOST-PROBE {json}``, or ``LINOHOST-PROBE-ERROR text``;
+it holds the SECRET_KEY and the database password: linohost reads it, never prints it.
+"""
+
+import ast
+import inspect
+import json
+import os
+import runpy
+import sys
+
+UPPER_SKIPPED = {"SITE", "Site"}
+#: The connection of the default database (its PASSWORD too: the output is read by
+#: linohost alone, never printed).
+DB_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
+#: Settings whose values are secrets: named among the settings, their values not.
+SECRET_SETTINGS = {"SECRET_KEY", "DATABASES", "EMAIL_HOST_PASSWORD"}
+
+
+def settings_module(project):
+    """DJANGO_SETTINGS_MODULE as manage.py sets it, found by running manage.py
+    with Django's command-line entry point replaced by a stop."""
+    from django.core import management
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kw):
+        raise Stop()
+
+    management.execute_from_command_line = stop
+    os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+    argv = sys.argv
+    sys.argv = [os.path.join(project, "manage.py"), "help"]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except Stop:
+        pass
+    finally:
+        sys.argv = argv
+    return os.environ.get("DJANGO_SETTINGS_MODULE") or "settings"
+
+
+def literal(value):
+    """*value*'s repr if it reads back as the same literal, else None."""
+    try:
+        text = repr(value)
+        return text if ast.literal_eval(text) == value else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def flat(items):
+    """The (app, key, value) triples of a get_plugin_configs() (it yields nested iterables)."""
+    for t in items or ():
+        if isinstance(t, tuple):
+            yield t
+        else:
+            yield from flat(t)
+
+
+def assigned(path):
+    """The names the settings file itself assigns at its top level (its syntax tree:
+    its values are read from the module that ran)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    out = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name) and n.id not in out:
+                    out.append(n.id)
+    return out
+
+
+def shared_settings(name):
+    """The module of settings shared by the host's sites, if *name* imported it:
+    getlino's ``lino_local.settings`` beside ``lino_local.PRJ.settings``."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[2] != "settings":
+        return None
+    return sys.modules.get(f"{parts[0]}.settings")
+
+
+def probe(project):
+    import importlib
+    name = settings_module(project)
+    mod = importlib.import_module(name)
+    site = mod.SITE
+    own_classes = [c for c in type(site).__mro__ if c.__module__ == name]
+    app_module = next(c.__module__ for c in type(site).__mro__ if c.__module__ != name)
+    app = importlib.import_module(app_module)
+    attrs, methods = {}, {}
+    for cls in reversed(own_classes):
+        for k, v in vars(cls).items():
+            if k.startswith("__"):
+                continue
+            if callable(v) or isinstance(v, (classmethod, staticmethod, property)):
+                try:
+                    methods[k] = inspect.getsource(v)
+                except (OSError, TypeError):
+                    methods[k] = ""
+            else:
+                attrs[k] = literal(getattr(site, k))
+    plugin_configs = []
+    if "get_plugin_configs" in methods:     # its own: those the app's Site does not give
+        base = list(flat(app.Site.get_plugin_configs(site)))
+        plugin_configs = [[a, k, literal(v)] for a, k, v in flat(site.get_plugin_configs())
+                          if (a, k, v) not in base]
+    shared = shared_settings(name)
+    settings = {}
+    files = [mod.__file__] + ([shared.__file__] if shared else [])
+    for k in dict.fromkeys(n for f in files for n in assigned(f)):  # not Site(globals())'s
+        v = getattr(mod, k, None)
+        if k.isupper() and k not in UPPER_SKIPPED:
+            if not hasattr(app, k) or getattr(app, k) != v:
+                settings[k] = None if k in SECRET_SETTINGS else literal(v)
+    dbs = getattr(mod, "DATABASES", {}) or {}
+    default = dict(dbs.get("default", {}))
+    key = getattr(mod, "SECRET_KEY", "")
+    return {
+        "settings_module": name,
+        "settings_file": os.path.abspath(mod.__file__),
+        "app_module": app_module,
+        "languages": [lng.django_code for lng in site.languages],
+        "default_ui": getattr(site, "default_ui", None),
+        "title": getattr(site, "title", None),
+        "database": {k: str(default.get(k) or "") for k in DB_KEYS},
+        "secret_key": key if isinstance(key, str) else "",
+        "shared_settings": os.path.abspath(shared.__file__) if shared else None,
+        "seed_hook": "djangosite_local" in sys.modules,
+        "attrs": attrs, "methods": methods, "plugin_configs": plugin_configs,
+        "settings": settings,
+    }
+
+
+def main():
+    project, extra = sys.argv[1], sys.argv[2:]
+    os.chdir(project)
+    sys.path[:0] = [project, *extra]
+    try:
+        data = probe(project)
+    except BaseException as e:              # the project's own code raised
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"LINOHOST-PROBE-ERROR {type(e).__name__}: {msg}", flush=True)
+        sys.exit(3)
+    print("LINOHOST-PROBE " + json.dumps(data), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""`linohost adopt` of a seed-layout host (Lino's mass-hosting page): two Cosi
+projects sharing one djangosite_local.py, populated by their own `manage.py prep`.
+Adopted: the same rows per table, its own settings in effect and below the marker,
+the source untouched; bad input changes nothing; a kill half-way is repaired."""
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from runner import kill_at
+from linohost.model.env import Env
+from linohost.render import site as render_site
+
+pytestmark = pytest.mark.slow
+
+MANAGE = '''#!/usr/bin/env python
+if __name__ == "__main__":
+    import os, sys
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    from django.core.management import execute_from_command_line
+    execute_from_command_line(sys.argv)
+'''
+
+SHARED_HOOK = '''# The host's shared local settings (Lino's mass-hosting layout).
+def setup_site(self):
+    pass
+'''
+
+SETTINGS = '''from lino_cosi.lib.cosi.settings import *
+
+
+class Site(Site):
+    title = {title!r}
+    languages = "en de"
+    is_demo_site = False
+    demo_fixtures = ["std", "minimal_ledger"]
+
+    def get_plugin_configs(self):
+        yield super().get_plugin_configs()
+        yield ("countries", "country_code", "DE")
+
+
+SITE = Site(globals())
+DEBUG = False
+SECRET_KEY = "seed-secret-{title}"
+EMAIL_SUBJECT_PREFIX = "[seed] "
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",
+                          "NAME": str(SITE.site_dir / "default.db")}}}}
+'''
+
+ADD_ROW = ("from lino.api import rt; "
+           "rt.models.countries.Country(isocode='XA', name='Adoptland').save(); "
+           "u = rt.models.users.User(username='alice', "
+           "user_type=rt.models.users.UserTypes.admin); u.set_password('pw'); u.save()")
+EFFECT = ("from django.conf import settings as s; print('OWN', s.SITE.is_demo_site, "
+          "s.SITE.plugins.countries.country_code, ' '.join(l.django_code for l in "
+          "s.SITE.languages), s.EMAIL_SUBJECT_PREFIX.strip(), "
+          "rt.models.countries.Country.objects.filter(isocode='XA').count())")
+
+
+def rows(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+    finally:
+        con.close()
+
+
+def tree_hash(d):
+    h = hashlib.sha256()
+    for p in sorted(Path(d).rglob("*")):
+        h.update(str(p.relative_to(d)).encode())
+        if p.is_file() and not p.is_symlink():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def names(host):
+    return {s["name"] for s in json.loads(host("list", "--json").stdout)}
+
+
+@pytest.fixture(scope="module")
+def seed(host):
+    """/tmp/…/seed: djangosite_local.py, env -> the session's virtualenv, site1, site2."""
+    base = Path(tempfile.mkdtemp(prefix="linohost-seed-"))
+    base.chmod(0o755)
+    env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
+    (base / "env").symlink_to(env.path)
+    (base / "djangosite_local.py").write_text(SHARED_HOOK)
+    for n in ("site1", "site2"):
+        d = base / n
+        (d / "config").mkdir(parents=True)     # media/ after prep (which moves it away)
+        (d / "manage.py").write_text(MANAGE)
+        (d / "settings.py").write_text(SETTINGS.format(title=n))
+    py = env.bin_python
+    run_env = {**os.environ, "PYTHONPATH": str(base)}
+    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW]):
+        p = subprocess.run([py, "manage.py", *args], cwd=base / "site1", env=run_env,
+                           capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, p.stdout + p.stderr
+    shutil.copy2(base / "site1" / "default.db", base / "site2" / "default.db")
+    for n in ("site1", "site2"):
+        (base / n / "media").mkdir(exist_ok=True)
+    (base / "site1" / "media" / "note.txt").write_text("a file of its own\n")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def adopted(host, seed):
+    """site1 adopted as a new site; (name, source hash before, rows before)."""
+    name = host.unique("ad")
+    before = tree_hash(seed)
+    counts = rows(seed / "site1" / "default.db")
+    host("adopt", seed / "site1", "--as", name, "--path", seed, "--yes")
+    yield name, before, counts
+    host("rm", name, "--yes", "--no-archive", check=False)
+
+
+def test_dry_run_plans_and_changes_nothing(host, seed):
+    before, sites = tree_hash(seed), names(host)
+    p = host("adopt", seed / "site1", "--as", host.unique("dry"), "--path", seed,
+             "--dry-run", "--json")
+    plan = json.loads(p.stdout)["plan"]
+    assert plan["app"] == "cosi" and plan["languages"] == ["en", "de"]
+    assert "SITE.is_demo_site = False" in plan["own"]
+    assert names(host) == sites and tree_hash(seed) == before
+
+
+def test_same_rows_settings_carried_source_untouched(host, seed, adopted):
+    name, before, counts = adopted
+    assert rows(host.root / name / "default.db") == counts
+    parts = render_site.split_settings((host.root / name / "settings.py").read_text())
+    own = parts[2]
+    assert "SITE.is_demo_site = False" in own
+    assert "SITE.plugins.countries.country_code = 'DE'" in own
+    assert "EMAIL_SUBJECT_PREFIX = '[seed] '" in own
+    assert "# SECRET_KEY: linohost provides it" in own and "seed-secret" not in own
+    out = host("manage", name, "--", "shell", "-c", "from lino.api import rt; " + EFFECT).stdout
+    assert out.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1"
+    assert tree_hash(seed) == before
+    assert list((host.root / name / "media").rglob("note.txt"))
+
+
+def bad(host, *args):
+    sites = names(host)
+    p = host("adopt", *args, "--yes", check=False)
+    assert p.returncode != 0, p
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert names(host) == sites
+    return p.stderr
+
+
+def test_bad_input_changes_nothing(host, seed, adopted, tmp_path):
+    name = adopted[0]
+    before = tree_hash(seed)
+    assert "not a Lino project" in bad(host, tmp_path)
+    assert "already under linohost" in bad(host, host.root / name)
+    assert "already exists" in bad(host, seed / "site2", "--as", name, "--path", seed)
+    raising = seed / "raising"
+    shutil.copytree(seed / "site2", raising)
+    try:
+        (raising / "settings.py").write_text("raise RuntimeError('broken on purpose')\n")
+        assert "broken on purpose" in bad(host, raising, "--as", host.unique("r"))
+        (raising / "settings.py").write_text(SETTINGS.format(title="r").replace(
+            'str(SITE.site_dir / "default.db")', '"/nonexistent/x.db"'))
+        assert "cannot read the database" in bad(host, raising, "--as", host.unique("r"),
+                                                 "--path", seed)
+        assert "not supported yet" in bad(host, seed / "site2", "--db", "move")
+    finally:
+        shutil.rmtree(raising)
+    assert tree_hash(seed) == before
+
+
+def test_killed_half_way_is_repaired(host, seed):
+    name = host.unique("kill")
+    before = tree_hash(seed)
+    assert kill_at(host, f"{name}: loading the sqlite database",
+                   "adopt", seed / "site2", "--as", name, "--path", seed, "--yes")
+    assert name not in names(host)             # the next command repaired
+    assert not (host.root / name).exists()
+    assert not list((host.root / "run" / "journal").glob("*.json"))
+    assert tree_hash(seed) == before

@@ -1,0 +1,122 @@
+"""The keeper's parts without a keeper: the transition tables of sites and zygotes (every
+allowed and every refused change) and the control interface's dispatch table."""
+
+import itertools
+import types
+
+import pytest
+
+from linohost.keeper import states
+from linohost.keeper.rpc import ControlInterface
+
+TABLES = {"site": (states.STATES, states.ALLOWED),
+          "zygote": (states.ZYGOTE_STATES, states.ZYGOTE_ALLOWED)}
+
+
+def transitions(kind, allowed):
+    names, table = TABLES[kind]
+    return [(kind, old, new) for old, new in itertools.product(names, repeat=2)
+            if (new in table[old]) == allowed]
+
+
+@pytest.mark.parametrize("kind", TABLES)
+def test_the_table_names_every_state_and_only_known_states(kind):
+    names, table = TABLES[kind]
+    assert set(table) == set(names)
+    assert all(targets <= set(names) for targets in table.values())
+
+
+def test_the_tables_allow_what_the_keeper_does():
+    assert len(transitions("site", True)) == 11 and len(transitions("site", False)) == 14
+    assert len(transitions("zygote", True)) == 8 and len(transitions("zygote", False)) == 8
+
+
+@pytest.mark.parametrize("kind,old,new", transitions("site", True) + transitions("zygote", True))
+def test_an_allowed_transition_passes(kind, old, new):
+    states.check(old, new, TABLES[kind][1])
+
+
+@pytest.mark.parametrize("kind,old,new", transitions("site", False) + transitions("zygote", False))
+def test_a_refused_transition_raises(kind, old, new):
+    with pytest.raises(states.BadTransition, match=f"{old} -> {new}"):
+        states.check(old, new, TABLES[kind][1])
+
+
+def test_backoff_doubles_up_to_its_cap():
+    assert [states.backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert [states.backoff(n, cap=300, first=10) for n in (1, 2, 5, 6)] == [10, 20, 160, 300]
+
+
+def keeper():
+    """What the control interface reads of a keeper, with no socket and no process."""
+    k = types.SimpleNamespace(slots={}, pool=types.SimpleNamespace(zygotes={}), stopping=False, reconciled=0,
+                              restarted=[], admission=types.SimpleNamespace(queue={}),
+                              fence=types.SimpleNamespace(kind="rlimits"))
+    k.reconcile = lambda: setattr(k, "reconciled", k.reconciled + 1)
+    k.restart = k.restarted.append
+    k.wakeups = types.SimpleNamespace(save=lambda: None)
+    return k
+
+
+def test_every_command_of_the_dispatch_table_is_a_method():
+    for cmd, method in ControlInterface.COMMANDS.items():
+        assert callable(getattr(ControlInterface, method)), cmd
+
+
+def test_the_control_interface_dispatches_and_refuses_unknown_commands():
+    k = keeper()
+    c = ControlInterface(k)
+    assert c.dispatch({"cmd": "status"})["sites"] == []
+    assert c.dispatch({"cmd": "reload"}) == {"ok": True, "sites": []} and k.reconciled == 1
+    assert c.dispatch({"cmd": "restart", "site": "nosuch"}) == {
+        "ok": False, "error": "no site named 'nosuch'"}
+    assert c.dispatch({"cmd": "jobs", "site": "nosuch"})["ok"] is False
+    assert c.dispatch({"cmd": "frobnicate"}) == {
+        "ok": False, "error": "unknown command 'frobnicate'"}
+    assert c.dispatch({})["ok"] is False
+    assert c.dispatch({"cmd": ["status"]})["ok"] is False
+    assert not k.stopping
+    assert c.dispatch({"cmd": "stop"}) == {"ok": True} and k.stopping
+
+
+#: Run in a process of its own: waitpid(-1) there reaps only its own children.
+REAPER = r"""
+import json, logging, os, subprocess, time, types
+from linohost.keeper.daemon import Keeper
+from linohost.keeper.zygotes import set_child_subreaper
+
+set_child_subreaper()
+said = []
+handler = logging.Handler()
+handler.emit = lambda record: said.append(record.getMessage())
+logging.getLogger("linohost.keeper").addHandler(handler)
+logging.getLogger("linohost.keeper").setLevel(logging.INFO)
+procs = {name: subprocess.Popen(["sh", "-c", f"exit {code}"])
+         for name, code in (("worker", 3), ("zygote", 4), ("command", 5), ("stranger", 7))}
+# A grandchild left behind: its parent ends at once, so it becomes ours (a subreaper's).
+orphan = int(subprocess.run(["sh", "-c", "sleep 0.3 & echo $!"], capture_output=True,
+                            text=True).stdout)
+time.sleep(1)
+ns = types.SimpleNamespace
+k = ns(slots={"site": ns(proc=procs["worker"])},
+       pool=ns(zygotes={"group": ns(proc=procs["zygote"])}),
+       control=ns(commands={1: ns(proc=procs["command"])}))
+Keeper.reap_children(k)
+print(json.dumps({"codes": {n: p.returncode for n, p in procs.items()},
+                  "pids": {n: p.pid for n, p in procs.items()}, "orphan": orphan,
+                  "said": said, "left": [p for p in (*[p.pid for p in procs.values()], orphan)
+                                         if os.path.exists(f"/proc/{p}")]}))
+"""
+
+
+def test_the_reaper_routes_every_child_to_its_owner_and_logs_the_others():
+    import json
+    import subprocess
+    import sys
+    out = json.loads(subprocess.run([sys.executable, "-c", REAPER], capture_output=True,
+                                    text=True, check=True, timeout=60).stdout)
+    assert out["codes"] == {"worker": 3, "zygote": 4, "command": 5, "stranger": None}
+    pid = out["pids"]["stranger"]
+    assert f"collected process {pid} (exit code 7): an orphan" in out["said"]
+    assert f"collected process {out['orphan']} (exit code 0): an orphan" in out["said"]
+    assert len(out["said"]) == 2 and out["left"] == []       # no zombie left

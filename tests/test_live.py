@@ -1,0 +1,269 @@
+"""Noi live: the notifications of a site with channels reach its users' websockets
+through the web server, under a URL prefix, from the site's worker and from any other
+process of the site; a sleeping site is not woken by a browser that reconnects; a
+killed worker loses nothing; two sites on one Redis never see each other's messages."""
+
+import contextlib
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+import websocket
+
+from hoststate import status, wait_for
+from runner import host_config
+from test_browser import browser, react_sign_in  # noqa: F401 (a fixture)
+from test_keeper import put_to_sleep
+
+pytestmark = pytest.mark.slow
+
+#: Sends a notification to USER from a process of the site other than its worker.
+NOTIFY = """
+import datetime
+from lino.api import rt
+from lino.modlib.notify.api import send_notification
+user = rt.models.users.User.objects.get(username=USERNAME)
+for i in range(COUNT):
+    send_notification(user=user, primary_key=i, subject=f"live {i}", body="b",
+                      created=datetime.datetime.now(), action_url="/")
+print("SENT")
+"""
+
+
+@pytest.fixture(scope="module")
+def noi_sites(host):
+    """Two Noi demo sites (channels on, as Noi has it) under URL prefixes."""
+    names = [host.unique("live"), host.unique("live")]
+    for name in names:
+        host("new", name, "--app", "noi")
+    yield names
+    for name in names:
+        host("rm", name, "--yes", "--no-archive", check=False)
+
+
+def signed_in(base, username="robin"):
+    """A requests session signed in as *username* to the site at URL *base*."""
+    s = requests.Session()
+    s.get(base, timeout=300)                            # its CSRF cookie, as a browser
+    r = s.post(base + "api/about/About/-99998",
+               data={"an": "sign_in", "username": username, "password": "1234"},
+               headers={"X-CSRFToken": s.cookies["csrftoken"], "Referer": base}, timeout=300)
+    assert r.status_code == 200 and r.json().get("success"), r.text[:300]
+    return s
+
+
+def connect(server, name, session, timeout=10):
+    """A websocket at /NAME/WS/ with *session*'s cookies, as the browser opens it."""
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    return websocket.create_connection(
+        f"ws://127.0.0.1:{server.port}/{name}/WS/", cookie=cookie, timeout=timeout,
+        origin=server.base)
+
+
+def notify(host, name, username="robin", count=1):
+    """Send *count* notifications to *username* of *name* from `linohost manage`."""
+    script = NOTIFY.replace("USERNAME", repr(username)).replace("COUNT", str(int(count)))
+    out = host("manage", name, "--", "shell", "-c", script)
+    assert "SENT" in out.stdout
+
+
+def received(ws, within, count=None):
+    """The notifications (their subjects) *ws* receives in *within* seconds (or until
+    *count* came)."""
+    out = []
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0 and len(out) != count:
+        ws.settimeout(left)
+        try:
+            data = json.loads(ws.recv())
+        except (websocket.WebSocketTimeoutException, TimeoutError):
+            break
+        out.append(data.get("subject"))
+    return out
+
+
+def test_a_notification_from_another_process_reaches_the_websocket(host, kserver, noi_sites):
+    name = noi_sites[0]
+    session = signed_in(kserver.url(name))
+    ws = connect(kserver, name, session)
+    try:
+        notify(host, name)
+        got = received(ws, 10, 1)
+        assert got == ["live 0"], got
+        # `status` counts the open websocket and the channel messages of the worker.
+        row = wait_for("the worker's live counts", lambda: (
+            lambda r: r["websockets"] == 1 and r)(status(host)[name]), timeout=10)
+        assert row["state"] == "running" and row["channel_messages"] is not None
+        assert "1 ws" in host("status", name).stdout
+    finally:
+        ws.close()
+    wait_for("the websocket counted closed", lambda: status(host)[name]["websockets"] == 0,
+             timeout=10)
+
+
+def test_notifications_of_one_site_never_reach_another(host, kserver, noi_sites):
+    """Both sites on one Redis, the same user (robin, the same id in both)."""
+    a, b = noi_sites
+    ws_a = connect(kserver, a, signed_in(kserver.url(a)))
+    ws_b = connect(kserver, b, signed_in(kserver.url(b)))
+    try:
+        notify(host, b, count=2)
+        assert received(ws_b, 10, 2) == ["live 0", "live 1"]
+        assert received(ws_a, 3) == []
+    finally:
+        ws_a.close()
+        ws_b.close()
+
+
+def test_a_websocket_without_a_worker_is_refused_and_wakes_nothing(
+        host, kserver, noi_sites):
+    """The site asleep: a browser's reconnects are answered (503) without a worker; an
+    HTTP request wakes it, and the websocket connects again."""
+    name = noi_sites[1]
+    with host_config(host, **{"keeper.idle_timeout": 3}):
+        time.sleep(1.5)                             # the keeper reads it every second
+        put_to_sleep(host, name)                    # its next worker leaves after 3 s
+        session = signed_in(kserver.url(name))
+        ws = connect(kserver, name, session)
+        # The open websocket does not keep the site awake: the worker leaves, closes it.
+        wait_for("the site to sleep", lambda: status(host)[name]["state"] == "sleeping",
+                 timeout=60)
+        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError,
+                            OSError)):
+            ws.settimeout(10)
+            while True:
+                ws.recv()
+        cold = status(host)[name]["cold_starts"]
+        deadline = time.monotonic() + 8           # retries, as a tab would (every 1 s)
+        while time.monotonic() < deadline:
+            with pytest.raises(websocket.WebSocketBadStatusException) as e:
+                connect(kserver, name, session)
+            assert e.value.status_code == 503
+            time.sleep(1)
+        row = status(host)[name]
+        assert row["state"] == "sleeping" and row["cold_starts"] == cold
+        # One HTTP request wakes it; the websocket connects; notifications flow again.
+        assert_live_again(host, kserver, name, session)
+
+
+def test_a_killed_worker_loses_no_notification(host, kserver, noi_sites):
+    """Its websockets close; the stored notifications stay; the next request starts
+    a worker and the websocket works again."""
+    name = noi_sites[0]
+    session = signed_in(kserver.url(name))
+    ws = connect(kserver, name, session)
+    notify(host, name, count=3)
+    assert received(ws, 10, 3) == ["live 0", "live 1", "live 2"]
+    stored = _messages(host, name)
+    pid = status(host)[name]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        ws.settimeout(10)
+        while ws.recv():
+            pass
+    assert _messages(host, name) == stored
+    assert_live_again(host, kserver, name, session)
+    assert status(host)[name]["pid"] != pid
+
+
+def assert_live_again(host, server, name, session):
+    """An HTTP request wakes *name*; then its websocket connects and gets a notification."""
+    assert session.get(server.url(name), timeout=300).status_code == 200
+    ws = connect(server, name, session)
+    try:
+        notify(host, name)
+        assert received(ws, 10, 1) == ["live 0"]
+    finally:
+        ws.close()
+
+
+def _messages(host, name):
+    out = host("manage", name, "--", "shell", "-c",
+               "from lino.api import rt; print('N', rt.models.notify.Message.objects.count())")
+    return int(out.stdout.split("N ")[1].split()[0])
+
+
+# -- what a person sees ------------------------------------------------------------
+
+#: A site's own plugin settings: React opens its notifications' websocket only with
+#: this (in lino.ini: Lino reads it before it makes its models).
+PUSH_API = "[notify]\nuse_push_api = true\n"
+
+
+@pytest.fixture(scope="module")
+def push_site(host):
+    """A Noi site whose React front end opens the websocket (its own settings)."""
+    name = host.unique("livepush")
+    host("new", name, "--app", "noi")
+    (host.root / name / "lino.ini").write_text(PUSH_API)
+    yield name
+    host("rm", name, "--yes", "--no-archive", check=False)
+
+
+class Sockets:
+    """The page's websockets, from Chromium's performance log: {request id: url},
+    those signed in (their handshake sent a session cookie), the frames received."""
+
+    def __init__(self, b):
+        self.b, self.urls, self.signed_in, self.frames = b, {}, set(), []
+
+    def read(self):
+        for entry in self.b.driver.get_log("performance"):
+            msg = json.loads(entry["message"])["message"]
+            p = msg["params"]
+            if msg["method"] == "Network.webSocketCreated":
+                self.urls[p["requestId"]] = p["url"]
+            elif msg["method"] == "Network.webSocketWillSendHandshakeRequest":
+                if "sessionid=" in p["request"]["headers"].get("Cookie", ""):
+                    self.signed_in.add(p["requestId"])
+            elif msg["method"] == "Network.webSocketHandshakeResponseReceived":
+                if p["response"]["status"] != 101:
+                    self.signed_in.discard(p["requestId"])
+            elif msg["method"] == "Network.webSocketFrameReceived":
+                self.frames.append((p["requestId"], p["response"]["payloadData"]))
+        return self
+
+
+def test_a_signed_in_page_shows_a_notification_at_once(host, kserver, push_site, browser):
+    """React under the prefix: its websocket goes to /SITE/WS/ (never /WS/), and a
+    notification made by another process reaches the page within 2 s, where React
+    handles it (its log: "Received message")."""
+    name = push_site
+    b = browser("live", console=True)
+    origin = f"http://127.0.0.1:{kserver.port}"
+    b.driver.execute_cdp_cmd("Browser.grantPermissions",
+                             {"origin": origin, "permissions": ["notifications"]})
+    b.get(kserver.url(name))
+    react_sign_in(b)
+    sockets = Sockets(b)
+    wait_for("a signed-in websocket", lambda: sockets.read().signed_in, timeout=60)
+    ws_url = f"ws://127.0.0.1:{kserver.port}/{name}/WS/"
+    assert set(sockets.urls.values()) == {ws_url}, sockets.urls
+    b.driver.get_log("browser")                     # what the page logged so far
+    notify(host, name, count=1)
+    done = time.monotonic()
+    got = []
+    while not got and time.monotonic() < done + 2:
+        got = [f for rid, f in sockets.read().frames
+               if rid in sockets.signed_in and '"live 0"' in f]
+        time.sleep(0.1)
+    b.shot("notified")
+    assert got, f"the page's websocket got no notification within 2 s: {sockets.frames}"
+    logged = [e["message"] for e in b.driver.get_log("browser")]
+    assert any("Received message" in m for m in logged), logged
+    assert not any("onDenied" in m for m in logged), logged
+
+
+def test_show_says_where_live_features_run(host, server, noi_sites):
+    """Under the keeper they run in the site's worker; under mod_wsgi `show` says
+    they are off, and the site serves as before."""
+    row = json.loads(host("show", noi_sites[0], "--json").stdout)
+    if server.backend == "keeper":
+        assert "in the site's worker" in row["live"], row["live"]
+    else:
+        assert row["live"].startswith("off: ") and "keeper" in row["live"], row["live"]
+    assert requests.get(server.url(noi_sites[0]), timeout=300).status_code == 200
+
