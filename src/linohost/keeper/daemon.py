@@ -271,8 +271,8 @@ class Keeper:
         or answer 503."""
         if slot.state == st.SLEEPING:
             self._unlisten(slot)                # its connections wait in the backlog
-            self.admission.enqueue(slot)
-            self.admission.admit()
+            self.admission.enqueue(slot)        # the loop admits once it has read all
+                                                # that is ready (workers' stats first)
         elif slot.state == st.FAILED and time.monotonic() >= slot.retry_at:
             self.start(slot)
         elif slot.state == st.FAILED:

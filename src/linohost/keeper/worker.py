@@ -97,14 +97,19 @@ def start_jobs(jobs):
 
 
 class Activity:
-    """Counts requests and knows when the last one ended (thread-safe)."""
+    """Counts requests and knows when the last one ended (thread-safe). Tells the keeper
+    (``stats`` lines, at most one a second): a request's start at once when it can, so
+    that the keeper knows the least recently used workers when it must let one go."""
 
-    def __init__(self):
+    def __init__(self, status):
         self.lock = threading.Lock()
+        self.status = status
         self.active = 0
         self.requests = 0
         self.last = time.time()
         self.last_request = None
+        self.reported = (0, None)
+        self.next_report = 0.0
 
     def wrap(self, app):
         def counted(environ, start_response):
@@ -112,6 +117,7 @@ class Activity:
                 self.active += 1
                 self.requests += 1
                 self.last = self.last_request = time.time()
+                self.report()
             try:
                 return _Closing(app(environ, start_response), self.done)
             except BaseException:
@@ -123,6 +129,15 @@ class Activity:
         with self.lock:
             self.active -= 1
             self.last = time.time()
+
+    def report(self, final=False):
+        """(Holding the lock.) A ``stats`` line when they changed, unless one went out
+        in the last second (the main loop sends what is left)."""
+        stats = (self.requests, self.last_request)
+        now = time.time()
+        if stats != self.reported and (final or now >= self.next_report):
+            _say(self.status, f"stats {stats[0]} {stats[1] or 0}")
+            self.reported, self.next_report = stats, now + 1
 
 
 class _Closing:
@@ -301,7 +316,7 @@ def serve(project, app, sock, status, request):
     from waitress.channel import HTTPChannel
     from waitress import wasyncore
 
-    activity = Activity()
+    activity = Activity(status)
     server = create_server(
         activity.wrap(app), sockets=[sock], threads=threads, ident=None,
         # Only the web server can reach the socket: trust what it says about
@@ -316,10 +331,9 @@ def serve(project, app, sock, status, request):
     status.write("ready\n")
     log(f"serving {project.name} with {threads} threads")
 
-    reported = (0, None)
     reported_live = None                      # a live site says "live 0 0" at once
+    next_live = 0.0
     reported_job = ()
-    next_report = 0
     deadline = None
     while True:
         wasyncore.loop(timeout=0.5, map=server._map, count=1)
@@ -328,18 +342,17 @@ def serve(project, app, sock, status, request):
         with activity.lock:
             busy = activity.active or channels
             idle_for = now - activity.last
-            stats = (activity.requests, activity.last_request)
+            requests = activity.requests
+            activity.report()
         live_now = (live.open, live.messages) if live else None
-        if (stats != reported or live_now != reported_live) and now >= next_report:
-            _report(status, stats)
-            if live_now != reported_live:
-                _say(status, f"live {live_now[0]} {live_now[1]}")
-            reported, reported_live, next_report = stats, live_now, now + 1
+        if live_now != reported_live and now >= next_live:
+            _say(status, f"live {live_now[0]} {live_now[1]}")
+            reported_live, next_live = live_now, now + 1
         if jobs and jobs.passes and jobs.next_job != reported_job:
             reported_job = jobs.next_job
             _say(status, f"next_job {'-' if reported_job is None else round(reported_job)}")
         job_busy = jobs is not None and jobs.running
-        done_for_jobs = for_jobs and not stats[0] and (jobs is None or jobs.finished)
+        done_for_jobs = for_jobs and not requests and (jobs is None or jobs.finished)
         if deadline is None and (stop.is_set() or (not busy and not job_busy and (
                 done_for_jobs or (idle_timeout and idle_for >= idle_timeout)))):
             # Accept nothing more: what is queued waits for the next worker.
@@ -355,8 +368,8 @@ def serve(project, app, sock, status, request):
         if deadline is not None and ((not busy and not (jobs and jobs.running))
                                      or now >= deadline):
             break
-    if stats != reported:
-        _report(status, stats)
+    with activity.lock:
+        activity.report(final=True)
     server.task_dispatcher.shutdown(timeout=5)
     if live:
         live.close()
@@ -379,13 +392,14 @@ def run_probe(app, spec):
     os._exit(0)
 
 
-def _report(status, stats):
-    _say(status, f"stats {stats[0]} {stats[1] or 0}")
+_SAYING = threading.Lock()
 
 
 def _say(status, line):
+    """One line to the keeper (from any thread)."""
     try:
-        status.write(line + "\n")
+        with _SAYING:
+            status.write(line + "\n")
     except OSError:           # the keeper is gone: PDEATHSIG ends us soon
         pass
 
