@@ -81,8 +81,15 @@ class Browser:
             self.collect()
             bad = [f"{r['status'] or r['error']} {r['url']}" for r in self.requests.values()
                    if (r["status"] or 0) >= 400 or r["error"]]
+            pending = [r["url"] for r in self.requests.values() if r.get("url")
+                       and not (r["status"] or r["error"] or r.get("canceled"))]
+            try:
+                text = self.body_text()[:200]
+            except WebDriverException as e:
+                text = f"({e.msg})"
             raise AssertionError(f"{self.label}: no {what} within {WAIT} s "
-                                 f"(screenshot {shot}; failed requests: {bad})") from None
+                                 f"(screenshot {shot}; failed requests: {bad}; "
+                                 f"unanswered: {pending[-5:]}; page: {text!r})") from None
 
     def click(self, locator, what):
         """Click *locator* once it is clickable and nothing lies over it: a person
