@@ -120,3 +120,52 @@ def test_the_reaper_routes_every_child_to_its_owner_and_logs_the_others():
     assert f"collected process {pid} (exit code 7): an orphan" in out["said"]
     assert f"collected process {out['orphan']} (exit code 0): an orphan" in out["said"]
     assert len(out["said"]) == 2 and out["left"] == []       # no zombie left
+
+
+def test_a_status_line_is_said_and_heard_back():
+    from linohost.keeper import protocol
+    line = protocol.say(protocol.VARIANT, "abc", '{"t":[1,2]}')
+    assert line == 'variant abc {"t":[1,2]}\n'
+    assert protocol.heard(line.encode()) == (protocol.VARIANT, 'abc {"t":[1,2]}')
+    assert protocol.heard(protocol.say(protocol.READY)) == ("ready", "")
+
+
+def test_what_a_worker_says_reaches_its_slot_and_a_garbled_line_is_logged(caplog):
+    """Lines split across reads are put together; each word updates the slot; a line the
+    keeper cannot read is logged and the lines after it still count."""
+    import os
+    import time
+    from linohost.keeper import protocol
+    from linohost.keeper.reports import Reports
+    ns = types.SimpleNamespace
+    learned, saved, moved, measured = [], [], [], []
+    k = ns(_to=lambda slot, state: moved.append(state) or setattr(slot, "state", state),
+           admission=ns(ready=measured.append), wakeups=ns(save=lambda: saved.append(1)),
+           pool=ns(learn_variant=lambda *a: learned.append(a)), _unregister=lambda f: None)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    slot = ns(name="s1", group="g", status=r, buffer=b"", state=states.STARTING,
+              started_mono=time.monotonic(), for_jobs=False, cold_starts=0, job_wakes=0,
+              failures=2, tried={"z"}, start_mode="zygote", plain_reason="x",
+              proc=ns(pid=1), requests=0, last_request=None, websockets=None, messages=0,
+              next_job=None, jobs_known=False)
+    reports = Reports(k)
+    said = "".join([protocol.say(protocol.READY), protocol.say(protocol.STATS, 3, 1700000000.5),
+                    "stats garbled\n", protocol.say(protocol.LIVE, 2, 9),
+                    protocol.say(protocol.NEXT_JOB, 1700000100),
+                    protocol.say(protocol.VARIANT, "d1", "{}")]).encode()
+    os.write(w, said[:3])
+    reports.read(slot)
+    assert slot.state == states.STARTING and slot.buffer == said[:3]
+    os.write(w, said[3:])
+    os.close(w)
+    with caplog.at_level("WARNING", "linohost.keeper"):
+        reports.read_to_end(slot)
+    assert moved == [states.RUNNING] and measured == [slot] and slot.cold_starts == 1
+    assert (slot.failures, slot.tried, slot.plain_reason) == (0, set(), None)
+    assert (slot.requests, slot.last_request) == (3, 1700000000.5)
+    assert (slot.websockets, slot.messages) == (2, 9)
+    assert (slot.next_job, slot.jobs_known, saved) == (1700000100.0, True, [1])
+    assert learned == [("s1", "g", "d1 {}")]
+    assert slot.status is None
+    assert "cannot read: b'stats garbled'" in caplog.text

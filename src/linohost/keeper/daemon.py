@@ -22,29 +22,28 @@ import collections
 import concurrent.futures
 import fcntl
 import grp
-import json
 import logging
 import os
 import selectors
 import signal
-import subprocess
 import time
 
 from ..errors import ConfigError, UsageError
 from ..model import config
-from . import paths, protocol, shipped, sockets, statusserver
+from . import paths, protocol, sockets, statusserver
 from .admission import Admission
 from .alerts import Alerts
 from .pool import ZygotePool
+from .launch import Launcher
 from .registry import Registry
+from .reports import Reports
 from .slot import Slot
-from .fence import Fence, Limits
+from .fence import Fence
 from . import states as st
 from .rpc import ControlInterface
 from .unavailable import answer_unavailable
 from .wakeups import Wakeups
-from .protocol import INEXACT
-from .zygotes import ForkedWorker, ZygoteError, group_of, set_child_subreaper
+from .zygotes import set_child_subreaper
 
 log = logging.getLogger("linohost.keeper")
 
@@ -76,6 +75,8 @@ class Keeper:
         self.fence = Fence(host.root)
         self.alerts = Alerts(self)
         self.wakeups = Wakeups(self)
+        self.launcher = Launcher(self)
+        self.reports = Reports(self)
 
     # -- the loop -----------------------------------------------------------------
     def run(self):
@@ -199,33 +200,6 @@ class Keeper:
         except (KeyError, ValueError):
             pass
 
-    def _request(self, slot, for_jobs):
-        """The start request of a worker for *slot* (see protocol.py)."""
-        return {"site": slot.name, "project": str(self.host.site_dir(slot.name)),
-                "keeper_pid": os.getpid(), "threads": self.threads,
-                "idle_timeout": self.idle_timeout, "grace": self.grace,
-                "jobs": {"for_jobs": for_jobs, "min_interval": self.min_job_interval}
-                if self.jobs else None}
-
-    def _fork(self, slot, site, owner, status_w, logfile, for_jobs):
-        """A worker for *slot* from its group's zygote; None when there is no ready
-        zygote (or it cannot fork now): then the worker starts plainly."""
-        z = self.pool.for_site(slot.name, group_of(self.host, site), slot.plain_reason,
-                             slot.tried)
-        if z is None:
-            return None
-        slot.tried.add(z.name)
-        request = {**self._request(slot, for_jobs),
-                   "uid": owner[0] if owner else None, "gid": owner[1] if owner else None,
-                   "environ": self.system.site_environ(slot.name)}
-        try:
-            pid = z.fork(request, [slot.sock.fileno(), status_w, logfile.fileno()])
-        except ZygoteError as e:
-            log.warning("%s: not forked from zygote %s: %s", slot.name, z.name, e)
-            return None
-        slot.zygote = z.name
-        return ForkedWorker(pid)
-
     def restart(self, slot):
         """A new worker for *slot* at its next request; the old one finishes first."""
         slot.failures = 0
@@ -285,109 +259,25 @@ class Keeper:
 
     # -- workers -----------------------------------------------------------------------
     def start(self, slot, for_jobs=False):
-        """Start a worker for *slot*: forked from its zygote when one is ready, else
-        plainly in its environment; it says ``ready`` on its status pipe. *for_jobs*:
-        woken for its background tasks, not for a request."""
+        """Start a worker for *slot* (:mod:`.launch`); it says ``ready`` on its status
+        pipe (:mod:`.reports`). *for_jobs*: woken for its background tasks, not for a
+        request."""
         self._to(slot, st.STARTING)
         slot.for_jobs = for_jobs
         self._unlisten(slot)
         slot.started = time.time()
         slot.started_mono = time.monotonic()
         try:
-            site = self.host.site(slot.name)
-            env = self.host.env(site.env)
-            owner = self.system.owner_of(slot.name)
-            if os.geteuid() == 0 and not owner:
-                raise UsageError("no site user: a site never runs as root")
-            status_r, status_w = os.pipe2(os.O_CLOEXEC)
-            project = self.host.site_dir(slot.name)
-            logfile = open(self.host.logs_dir / "sites" / f"{slot.name}.log", "ab")
-            try:
-                slot.zygote = None
-                slot.proc = self._fork(slot, site, owner, status_w, logfile, for_jobs)
-                slot.start_mode = "zygote" if slot.proc else "plain"
-                if not slot.proc:
-                    env_vars = {**shipped.environ(),
-                                protocol.START: json.dumps(self._request(slot, for_jobs)),
-                                "LINOHOST_LISTEN_FD": str(slot.sock.fileno()),
-                                "LINOHOST_STATUS_FD": str(status_w)}
-                    slot.proc = subprocess.Popen(
-                        shipped.argv(env.bin_python, "worker", project), cwd=project,
-                        stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile,
-                        pass_fds=(slot.sock.fileno(), status_w),
-                        **self.system.site_process_kwargs(slot.name, env_vars))
-            finally:
-                os.close(status_w)
-                logfile.close()
-            try:
-                slot.limits = Limits.of(self.host.cfg, site)
-                self.fence.place(slot.name, slot.proc.pid, slot.limits, bool(owner))
-            except OSError as e:
-                log.warning("%s: worker %d not fenced: %s", slot.name, slot.proc.pid, e)
+            slot.status = self.launcher.launch(slot, for_jobs)
         except Exception as e:            # noqa: BLE001 - any reason is the site's failure
             log.error("%s: cannot start a worker: %s", slot.name, e)
             self._failed(slot, f"cannot start a worker: {e}")
             return
-        os.set_blocking(status_r, False)
-        slot.status = status_r
         slot.buffer = b""
-        self.sel.register(status_r, selectors.EVENT_READ, lambda f, slot=slot: self.report(slot))
+        self.sel.register(slot.status, selectors.EVENT_READ,
+                          lambda f, slot=slot: self.reports.read(slot))
         log.info("%s: starting worker %d (%s)%s", slot.name, slot.proc.pid, slot.start_mode,
                  " for background tasks" if for_jobs else "")
-
-    def report(self, slot):
-        """Read what the worker says on its status pipe."""
-        try:
-            data = os.read(slot.status, 4096)
-        except BlockingIOError:
-            return
-        if not data:
-            self._close_status(slot)
-            return
-        slot.buffer += data
-        *lines, slot.buffer = slot.buffer.split(b"\n")
-        for line in lines:
-            words = line.decode().split()
-            if words[:1] == ["ready"] and slot.state == st.STARTING:
-                slot.ready_at, slot.ready_wall = time.monotonic(), time.time()
-                slot.last_start_s = round(slot.ready_at - slot.started_mono, 3)
-                if slot.for_jobs:
-                    slot.job_wakes += 1
-                else:
-                    slot.cold_starts += 1
-                slot.failures = 0
-                slot.tried.clear()
-                if slot.start_mode == "zygote":
-                    slot.plain_reason = None
-                self._to(slot, st.RUNNING)
-                self.admission.ready(slot)
-                log.info("%s: worker %d ready in %.2f s", slot.name, slot.proc.pid,
-                         slot.last_start_s)
-            elif words[:1] == ["inexact"]:
-                slot.plain_reason = line.decode().partition(" ")[2]
-            elif words[:1] == ["variant"]:
-                self.pool.learn_variant(slot.name, slot.group, line.decode().partition(" ")[2])
-            elif words[:1] == ["stats"] and len(words) == 3:
-                slot.requests = int(words[1])
-                if float(words[2]):
-                    slot.last_request = float(words[2])
-            elif words[:1] == ["live"] and len(words) == 3:
-                slot.websockets, slot.messages = int(words[1]), int(words[2])
-            elif words[:1] == ["next_job"] and len(words) == 2:
-                next_job = None if words[1] == "-" else float(words[1])
-                changed = (next_job, True) != (slot.next_job, slot.jobs_known)
-                slot.next_job, slot.jobs_known = next_job, True
-                if changed:
-                    self.wakeups.save()
-
-    def _close_status(self, slot):
-        if slot.status is not None:
-            try:
-                self.sel.unregister(slot.status)
-            except KeyError:
-                pass
-            os.close(slot.status)
-            slot.status = None
 
     def stop(self, slot):
         """Ask *slot*'s worker to finish its requests and leave."""
@@ -428,12 +318,7 @@ class Keeper:
             if slot.proc is None or slot.proc.poll() is None:
                 continue
             code = slot.proc.returncode
-            while slot.status is not None:        # what it said before leaving
-                before = slot.status
-                self.report(slot)
-                if slot.status == before:
-                    break
-            self._close_status(slot)
+            self.reports.read_to_end(slot)        # what it said before leaving
             slot.requests_before += slot.requests
             slot.requests = 0
             slot.messages_before += slot.messages
@@ -444,7 +329,7 @@ class Keeper:
             slot.for_jobs = False
             slot.left_at = time.monotonic()
             how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
-            if slot.state == st.STARTING and code == INEXACT and slot.plain_reason:
+            if slot.state == st.STARTING and code == protocol.INEXACT and slot.plain_reason:
                 log.info("%s: starts plainly: %s", slot.name, slot.plain_reason)
                 self._to(slot, st.SLEEPING)
                 self.start(slot)            # at once: its connections wait

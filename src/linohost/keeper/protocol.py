@@ -19,3 +19,33 @@ INEXACT = 4
 
 #: The variable of a plain start's request.
 START = "LINOHOST_START"
+
+# -- the status pipe: one line each, a word and what follows it -----------------------
+#: A worker serves (its first line; the keeper counts its start from here).
+READY = "ready"
+#: ``stats REQUESTS LAST``: requests served, when the last one started (epoch; 0: none).
+STATS = "stats"
+#: ``live OPEN SENT``: websockets open, notifications sent (sites with live features).
+LIVE = "live"
+#: ``next_job EPOCH`` or ``next_job -``: when its next background task is due.
+NEXT_JOB = "next_job"
+#: A fork became its site (a warm command's zygote says so before the command runs).
+FORKED = "forked"
+#: ``variant DIGEST TABLES``: a fork's data differ from its zygote's (the keeper may
+#: make a zygote of them); TABLES is JSON without spaces.
+VARIANT = "variant"
+#: ``inexact WHY``: a fork is not exactly its site (it then exits with INEXACT).
+NOT_EXACT = "inexact"
+
+
+def say(word, *args):
+    """One status line: *word* and *args*, separated by spaces."""
+    return " ".join((word, *map(str, args))) + "\n"
+
+
+def heard(line):
+    """A status line (str or bytes) as (word, the rest)."""
+    if isinstance(line, bytes):
+        line = line.decode(errors="replace")
+    word, _, rest = line.strip().partition(" ")
+    return word, rest

@@ -14,8 +14,7 @@ import selectors
 import socket
 import time
 
-from . import paths
-from .protocol import INEXACT
+from . import paths, protocol
 from .zygotes import ForkedWorker, ZygoteError
 
 log = logging.getLogger("linohost.keeper")
@@ -189,11 +188,13 @@ class ControlInterface:
             except OSError:
                 said = []
             os.close(c.status)
-            inexact = [line.partition(" ")[2] for line in said if line.startswith("inexact ")]
-            for line in said:
-                if line.startswith("variant "):
-                    self.keeper.pool.learn_variant(c.site, c.group, line.partition(" ")[2])
-            reply = {"inexact": inexact[0]} if code == INEXACT and inexact else {"exit": code}
+            said = [protocol.heard(line) for line in said]
+            inexact = [rest for word, rest in said if word == protocol.NOT_EXACT]
+            for word, rest in said:
+                if word == protocol.VARIANT:
+                    self.keeper.pool.learn_variant(c.site, c.group, rest)
+            reply = ({"inexact": inexact[0]} if code == protocol.INEXACT and inexact
+                     else {"exit": code})
             try:
                 c.conn.sendall(json.dumps(reply).encode() + b"\n")
             except OSError:

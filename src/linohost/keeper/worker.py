@@ -136,7 +136,7 @@ class Activity:
         stats = (self.requests, self.last_request)
         now = time.time()
         if stats != self.reported and (final or now >= self.next_report):
-            _say(self.status, f"stats {stats[0]} {stats[1] or 0}")
+            _say(self.status, protocol.STATS, stats[0], stats[1] or 0)
             self.reported, self.next_report = stats, now + 1
 
 
@@ -328,7 +328,7 @@ def serve(project, app, sock, status, request):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
-    status.write("ready\n")
+    _say(status, protocol.READY)
     log(f"serving {project.name} with {threads} threads")
 
     reported_live = None                      # a live site says "live 0 0" at once
@@ -346,11 +346,11 @@ def serve(project, app, sock, status, request):
             activity.report()
         live_now = (live.open, live.messages) if live else None
         if live_now != reported_live and now >= next_live:
-            _say(status, f"live {live_now[0]} {live_now[1]}")
+            _say(status, protocol.LIVE, *live_now)
             reported_live, next_live = live_now, now + 1
         if jobs and jobs.passes and jobs.next_job != reported_job:
             reported_job = jobs.next_job
-            _say(status, f"next_job {'-' if reported_job is None else round(reported_job)}")
+            _say(status, protocol.NEXT_JOB, "-" if reported_job is None else round(reported_job))
         job_busy = jobs is not None and jobs.running
         done_for_jobs = for_jobs and not requests and (jobs is None or jobs.finished)
         if deadline is None and (stop.is_set() or (not busy and not job_busy and (
@@ -395,11 +395,11 @@ def run_probe(app, spec):
 _SAYING = threading.Lock()
 
 
-def _say(status, line):
+def _say(status, word, *args):
     """One line to the keeper (from any thread)."""
     try:
         with _SAYING:
-            status.write(line + "\n")
+            status.write(protocol.say(word, *args))
     except OSError:           # the keeper is gone: PDEATHSIG ends us soon
         pass
 

@@ -269,16 +269,17 @@ def become_worker(template, control, request, fds):
         worker.log(f"not forked from the zygote: {e}")
         if e.variant:                       # the keeper may make a zygote of this data
             digest, tables = e.variant
-            line = f"variant {digest} {json.dumps(tables, separators=(',', ':'))}\n"
+            line = protocol.say(protocol.VARIANT, digest,
+                                json.dumps(tables, separators=(",", ":")))
             if len(line) < 60000:           # a pipe's buffer: a command's is read at its end
                 status.write(line)
-        status.write(f"inexact {e}\n")
+        status.write(protocol.say(protocol.NOT_EXACT, e))
         os._exit(protocol.INEXACT)
     except BaseException:
         worker.log(f"cannot become site {project.name}:\n{traceback.format_exc()}")
         os._exit(protocol.BOOT_FAILED)
     if command:
-        status.write("forked\n")
+        status.write(protocol.say(protocol.FORKED))
         status.close()
         run_command(project, command)
     try:
@@ -286,7 +287,7 @@ def become_worker(template, control, request, fds):
     except BaseException:
         worker.log(f"cannot load site {project.name}:\n{traceback.format_exc()}")
         os._exit(protocol.BOOT_FAILED)
-    status.write("forked\n")
+    status.write(protocol.say(protocol.FORKED))
     worker.serve(project, app, socket.socket(fileno=listen_fd), status, request)
 
 
