@@ -8,6 +8,7 @@ scheduling of tests on two workers in scheduling.py (its hooks are imported here
 """
 
 import shutil
+import signal
 import tomllib
 from pathlib import Path
 
@@ -19,6 +20,18 @@ from scheduling import (pytest_collection_finish, pytest_collection_modifyitems,
                         pytest_configure, pytest_itemcollected)
 from serving import (BACKENDS, free_port, resolve_localhost_names, start_serve, stop_serve,
                      use_backend)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_as_at_a_terminal():
+    """The processes tests start get SIGINT's default disposition, as at a terminal: a
+    run started in the background (`bash .ci/run &`) inherits SIGINT ignored, and the
+    Ctrl-C tests' signals would then be lost. (Unlike SIG_IGN, a handler is not
+    inherited across exec.)"""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
 
 @pytest.fixture(scope="session")
 def host():
