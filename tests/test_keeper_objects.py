@@ -92,7 +92,8 @@ handler.emit = lambda record: said.append(record.getMessage())
 logging.getLogger("linohost.keeper").addHandler(handler)
 logging.getLogger("linohost.keeper").setLevel(logging.INFO)
 procs = {name: subprocess.Popen(["sh", "-c", f"exit {code}"])
-         for name, code in (("worker", 3), ("zygote", 4), ("command", 5), ("stranger", 7))}
+         for name, code in (("worker", 3), ("zygote", 4), ("command", 5), ("backup", 6),
+                            ("stranger", 7))}
 # A grandchild left behind: its parent ends at once, so it becomes ours (a subreaper's).
 orphan = int(subprocess.run(["sh", "-c", "sleep 0.3 & echo $!"], capture_output=True,
                             text=True).stdout)
@@ -100,7 +101,8 @@ time.sleep(1)
 ns = types.SimpleNamespace
 k = ns(slots={"site": ns(proc=procs["worker"])},
        pool=ns(zygotes={"group": ns(proc=procs["zygote"])}),
-       control=ns(commands={1: ns(proc=procs["command"])}))
+       control=ns(commands={1: ns(proc=procs["command"])}),
+       actions=ns(processes=lambda: [procs["backup"]]))
 Keeper.reap_children(k)
 print(json.dumps({"codes": {n: p.returncode for n, p in procs.items()},
                   "pids": {n: p.pid for n, p in procs.items()}, "orphan": orphan,
@@ -115,7 +117,8 @@ def test_the_reaper_routes_every_child_to_its_owner_and_logs_the_others():
     import sys
     out = json.loads(subprocess.run([sys.executable, "-c", REAPER], capture_output=True,
                                     text=True, check=True, timeout=60).stdout)
-    assert out["codes"] == {"worker": 3, "zygote": 4, "command": 5, "stranger": None}
+    assert out["codes"] == {"worker": 3, "zygote": 4, "command": 5, "backup": 6,
+                            "stranger": None}
     pid = out["pids"]["stranger"]
     assert f"collected process {pid} (exit code 7): an orphan" in out["said"]
     assert f"collected process {out['orphan']} (exit code 0): an orphan" in out["said"]
@@ -148,12 +151,14 @@ def test_what_a_worker_says_reaches_its_slot_and_a_garbled_line_is_logged(caplog
               started_mono=time.monotonic(), for_jobs=False, cold_starts=0, job_wakes=0,
               failures=2, tried={"z"}, start_mode="zygote", plain_reason="x",
               proc=ns(pid=1), requests=0, last_request=None, websockets=None, messages=0,
-              next_job=None, jobs_known=False)
+              next_job=None, jobs_known=False, done=None)
     reports = Reports(k)
     said = "".join([protocol.say(protocol.READY), protocol.say(protocol.STATS, 3, 1700000000.5),
                     "stats garbled\n", protocol.say(protocol.LIVE, 2, 9),
                     protocol.say(protocol.NEXT_JOB, 1700000100),
-                    protocol.say(protocol.VARIANT, "d1", "{}")]).encode()
+                    protocol.say(protocol.VARIANT, "d1", "{}"),
+                    protocol.say(protocol.DONE, 0, 2, 0, 1, 0, 0.75, 2, 0, 0, 1, 0, 0, 0, 0, 0)
+                    ]).encode()
     os.write(w, said[:3])
     reports.read(slot)
     assert slot.state == states.STARTING and slot.buffer == said[:3]
@@ -167,5 +172,6 @@ def test_what_a_worker_says_reaches_its_slot_and_a_garbled_line_is_logged(caplog
     assert (slot.websockets, slot.messages) == (2, 9)
     assert (slot.next_job, slot.jobs_known, saved) == (1700000100.0, True, [1])
     assert learned == [("s1", "g", "d1 {}")]
+    assert (slot.done.classes, slot.done.seconds) == ([0, 2, 0, 1, 0], 0.75)
     assert slot.status is None
     assert "cannot read: b'stats garbled'" in caplog.text

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from linohost.keeper import states as st
 from linohost.keeper.metrics import KeeperCollector, last_backups
-from linohost.keeper.slot import Slot
+from linohost.keeper.slot import Done, Slot
 
 
 class _Proc:
@@ -56,6 +56,27 @@ def test_metrics_follow_the_slots(tmp_path):
     awake.requests += 5          # the next scrape sees the keeper's state now
     text = _scrape(KeeperCollector(status))
     assert _samples(text, "linohost_site_requests_total")[(("site", "alpha"),)] == 12.0
+
+
+def test_answers_by_class_and_latency_add_up_across_worker_lives():
+    """What the workers that left said (done_before) and what the one now says count
+    together; the histogram's buckets are cumulative, its count all requests ended."""
+    slot = Slot("alpha", None, None)
+    #                   1xx 2xx 3xx 4xx 5xx secs  <=.05 .1 .25 .5 1 2.5 5 10 more
+    slot.done_before = Done.heard("0 3 1 0 0 0.5 2 1 1 0 0 0 0 0 0")
+    slot.done = Done.heard("0 2 0 1 1 12.25 1 0 0 1 1 0 0 0 1")
+    text = _scrape(KeeperCollector(lambda: {"sites": [slot.row()], "zygotes": []}))
+    assert _samples(text, "linohost_site_responses_total") == {
+        (("class", c), ("site", "alpha")): n for c, n in
+        (("1xx", 0.0), ("2xx", 5.0), ("3xx", 1.0), ("4xx", 1.0), ("5xx", 1.0))}
+    buckets = {dict(k)["le"]: v for k, v in
+               _samples(text, "linohost_site_request_duration_seconds_bucket").items()}
+    assert buckets == {"0.05": 3.0, "0.1": 4.0, "0.25": 5.0, "0.5": 6.0, "1.0": 7.0,
+                       "2.5": 7.0, "5.0": 7.0, "10.0": 7.0, "+Inf": 8.0}
+    assert _samples(text, "linohost_site_request_duration_seconds_count") == {
+        (("site", "alpha"),): 8.0}
+    assert _samples(text, "linohost_site_request_duration_seconds_sum") == {
+        (("site", "alpha"),): 12.75}
 
 
 def test_no_backups_file(tmp_path):

@@ -1,10 +1,13 @@
-"""/_linohost/metrics through the front server of a real `linohost serve`."""
+"""/_linohost/ through the front server of a real `linohost serve`: the metrics, the
+status page and its actions (with requests, and as a person clicks them in Chromium)."""
+import pytest
 import requests
 from hoststate import status, wait_for
 from test_keeper import put_to_sleep
 from prometheus_client.parser import text_string_to_metric_families
 
 from linohost.keeper import access
+from linohost.keeper.metrics import last_backups
 from linohost.model.host import Host
 
 
@@ -13,17 +16,39 @@ def _requests_of(text, site):
             for s in f.samples if s.name == "linohost_site_requests_total"}.get(site)
 
 
+def _answers_of(text, site):
+    """({class: count}, the latency histogram's count) of *site*."""
+    classes, count = {}, None
+    for f in text_string_to_metric_families(text):
+        for s in f.samples:
+            if s.labels.get("site") != site:
+                continue
+            if s.name == "linohost_site_responses_total":
+                classes[s.labels["class"]] = s.value
+            elif s.name == "linohost_site_request_duration_seconds_count":
+                count = s.value
+    return classes, count
+
+
 def test_metrics_through_the_front_server(host, kserver, cosi_sites):
     site = sorted(cosi_sites.values())[0]
     url = kserver.base + "/_linohost/metrics"
     r = requests.get(url, timeout=30)
     assert r.status_code == 200, r.text
     before = _requests_of(r.text, site)
-    assert before is not None
+    classes, _ = _answers_of(r.text, site)
+    assert before is not None and set(classes) == {"1xx", "2xx", "3xx", "4xx", "5xx"}
     assert requests.get(kserver.url(site), timeout=300).status_code == 200
+    assert requests.get(kserver.url(site) + "no/such/page/", timeout=60).status_code == 404
     # the worker reports its count at most once a second
-    wait_for("the request counted",
-             lambda: _requests_of(requests.get(url, timeout=30).text, site) > before)
+    wait_for("the requests counted",
+             lambda: _requests_of(requests.get(url, timeout=30).text, site) >= before + 2)
+
+    def counted():
+        now, count = _answers_of(requests.get(url, timeout=30).text, site)
+        return (now["2xx"] > classes["2xx"] and now["4xx"] > classes["4xx"]
+                and count == sum(now.values()) and now)
+    wait_for("the answers counted by class and in the latency histogram", counted)
     h = Host.open(host.root)
     access.write_password(h, "pw for test")
     try:
@@ -53,3 +78,76 @@ def test_status_page_lists_every_site_and_no_secret(host, kserver, cosi_sites):
     db_password = host.root / "secrets" / f"db-{site}"
     if db_password.exists():
         assert db_password.read_text().strip() not in html
+
+
+def test_the_page_wakes_lets_sleep_backs_up_and_shows_the_log(host, kserver, cosi_sites):
+    """Each action answers with a redirect to the page and does what it says; an action
+    posted by a page of another origin, or by GET, or for no site, is refused."""
+    site = sorted(cosi_sites.values())[0]
+    page = kserver.base + "/_linohost/"
+    state = lambda: status(host)[site]["state"]                         # noqa: E731
+
+    def act(action, name=site, **kw):
+        return requests.post(f"{page}sites/{name}/{action}", allow_redirects=False,
+                             timeout=30, **kw)
+    put_to_sleep(host, site)
+    assert f'action="sites/{site}/wake"' in requests.get(page, timeout=30).text
+    assert act("wake", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert requests.get(f"{page}sites/{site}/wake", timeout=30).status_code == 405
+    assert act("wake", name="nosuchsite").status_code == 409
+    assert state() == "sleeping"
+
+    r = act("wake", headers={"Origin": kserver.base})       # a form of the page itself
+    assert (r.status_code, r.headers["Location"]) == (303, "/_linohost/")
+    wait_for("the site awake", lambda: state() == "running", timeout=120)
+    assert act("sleep").status_code == 303
+    wait_for("the site asleep", lambda: state() == "sleeping", timeout=60)
+
+    log = requests.get(f"{page}sites/{site}/log", timeout=30)
+    assert log.headers["Content-Type"].startswith("text/plain")
+    assert f"serving {site} with" in log.text, log.text[-500:]
+
+    h = Host.open(host.root)
+    before = last_backups(h.backup_results).get(site, 0)
+    assert act("backup").status_code == 303
+    wait_for("the backup made", lambda: last_backups(h.backup_results).get(site, 0) > before,
+             timeout=300)
+    assert state() == "sleeping"                # a backup does not wake the site
+
+
+@pytest.mark.slow
+def test_a_person_wakes_a_site_on_the_page_and_needs_the_password(host, kserver, cosi_sites):
+    """Chromium: the page shows a site asleep; a click on its "wake" shows it awake
+    (after the page's redirect, reloaded until its worker is ready); with a password
+    set, the page without it is refused."""
+    from selenium.webdriver.common.by import By
+    from test_browser import Browser
+    site = sorted(cosi_sites.values())[0]
+    page = kserver.base + "/_linohost/"
+    put_to_sleep(host, site)
+    b = Browser("status-page")
+    try:
+        b.get(page)
+        row = lambda: b.driver.find_element(By.XPATH, f"//tr[td[1]='{site}']")  # noqa: E731
+        assert row().find_elements(By.TAG_NAME, "td")[1].text == "sleeping"
+        b.click((By.XPATH, f"//tr[td[1]='{site}']//button[normalize-space()='wake']"),
+                "the wake button")
+
+        def awake(driver):
+            if row().find_elements(By.TAG_NAME, "td")[1].text == "running":
+                return True
+            driver.refresh()
+            return False
+        b.until(awake, f"{site} shown running")
+        b.shot("woken")
+        h = Host.open(host.root)
+        access.write_password(h, "pw for test")
+        try:
+            b.requests.clear()
+            b.get(page)
+            assert not b.driver.find_elements(By.XPATH, f"//td[text()='{site}']")
+            assert [r["status"] for r in b.collect() if r["url"] == page][-1:] == [401]
+        finally:
+            access.password_file(h).unlink()
+    finally:
+        b.quit()

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from linohost.keeper import access, paths, statuspage
 from linohost.keeper import states as st
+from linohost.keeper.actions import Actions
 from linohost.keeper.metrics import KeeperCollector
 from linohost.keeper.slot import Slot
 from linohost.keeper.statusserver import StatusServer, application
@@ -26,9 +27,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(str(self.path))
 
 
-def _get(path, url="/_linohost/metrics", **headers):
+def _get(path, url="/_linohost/metrics", method="GET", **headers):
     conn = _UnixConnection(path)
-    conn.request("GET", url, headers=headers)
+    conn.request(method, url, headers=headers)
     r = conn.getresponse()
     return r.status, r.read().decode()
 
@@ -42,7 +43,8 @@ def served(bare):
     collector = KeeperCollector(lambda: {"sites": [slot.row()], "zygotes": []})
     page = lambda: statuspage.page({"sites": [slot.row()], "zygotes": []}, {})  # noqa: E731
     server = StatusServer(paths.status_socket(host),
-                          application(collector, access.Gate(host), page=page)).start()
+                          application(collector, access.Gate(host), page=page,
+                                      actions=Actions(host))).start()
     yield host, server.path, slot
     server.close()
 
@@ -90,3 +92,24 @@ def test_status_page_lists_the_sites(served):
     assert status == 200
     assert "<td>alpha</td><td>sleeping</td>" in html
     assert "&lt;boom&gt;" in html and "<boom>" not in html   # escaped
+
+
+def test_an_action_from_a_page_of_another_origin_is_refused(served):
+    """Browsers send Origin with every POST; it must name the host the front server
+    saw (Apache appends its X-Forwarded-Host to a client's). Here the site is no
+    registered one: an action let through says so (409)."""
+    host, sock, slot = served
+    url = "/_linohost/sites/alpha/wake"
+    local = {"X-Forwarded-For": "127.0.0.1"}
+    assert _get(sock, url, "POST", Origin="http://evil.example",
+                **{**local, "X-Forwarded-Host": "lino.example"})[0] == 403
+    assert _get(sock, url, "POST", Origin="https://lino.example",
+                **{**local, "X-Forwarded-Host": "lino.example, evil.example"})[0] == 403
+    status, body = _get(sock, url, "POST", Origin="https://lino.example",
+                        **{**local, "X-Forwarded-Host": "evil.example, lino.example"})
+    assert status == 409 and "no site named 'alpha'" in body
+    assert _get(sock, url, "POST", **local)[0] == 409          # no Origin: not a browser
+    assert _get(sock, url, "POST", Origin="https://lino.example")[0] == 401
+    assert _get(sock, url, **local)[0] == 405
+    assert _get(sock, "/_linohost/sites/nosuch/log", **local)[0] == 409
+    assert _get(sock, "/_linohost/sites/../log", **local)[0] == 404

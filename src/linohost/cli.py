@@ -830,7 +830,7 @@ def status(state, site, as_json, zygotes, check):
 def logs(state, site, follow, lines, since):
     """SITE's worker log and its requests (from `linohost serve`'s access log), in
     time order."""
-    from .apply import logs as site_logs
+    from . import sitelogs as site_logs
     host = state.host()
     record = host.site(site)
     start = site_logs.since(since) if since else None

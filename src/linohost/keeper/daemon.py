@@ -31,13 +31,14 @@ import time
 from ..errors import ConfigError, UsageError
 from ..model import config
 from . import paths, protocol, sockets, statusserver
+from .actions import Actions
 from .admission import Admission
 from .alerts import Alerts
 from .pool import ZygotePool
 from .launch import Launcher
 from .registry import Registry
 from .reports import Reports
-from .slot import Slot
+from .slot import Done, Slot
 from .fence import Fence
 from . import states as st
 from .rpc import ControlInterface
@@ -76,6 +77,7 @@ class Keeper:
         self.alerts = Alerts(self)
         self.wakeups = Wakeups(self)
         self.launcher = Launcher(self)
+        self.actions = Actions(host)
         self.reports = Reports(self)
 
     # -- the loop -----------------------------------------------------------------
@@ -291,11 +293,12 @@ class Keeper:
     def reap_children(self):
         """Collect every child that ended, with one ``waitpid(-1)``: the keeper is a
         subreaper, so a process whose parent ended (a worker's own child, say) becomes
-        its child too. A worker, zygote or warm command gets its exit code (their
+        its child too. A worker, zygote, warm command or backup gets its exit code (their
         ``poll()`` returns it); any other is an orphan, collected and logged."""
         owners = {p.pid: p for p in (*(s.proc for s in self.slots.values() if s.proc),
                                      *(z.proc for z in self.pool.zygotes.values() if z.proc),
-                                     *(c.proc for c in self.control.commands.values()))}
+                                     *(c.proc for c in self.control.commands.values()),
+                                     *self.actions.processes())}
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -321,6 +324,7 @@ class Keeper:
             self.reports.read_to_end(slot)        # what it said before leaving
             slot.requests_before += slot.requests
             slot.requests = 0
+            slot.done_before, slot.done = slot.done_before + slot.done, Done()
             slot.messages_before += slot.messages
             slot.messages = 0
             if slot.websockets is not None:

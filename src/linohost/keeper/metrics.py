@@ -8,7 +8,8 @@ can never disagree.
 import json
 import time
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                   HistogramMetricFamily)
 
 from ..processes import memory_of
 from . import states as st
@@ -67,12 +68,21 @@ class KeeperCollector:
                                    "1 if the site's last start failed", labels=["site"])
         from_rows = [(kind(name, text, labels=["site"]), key, scale)
                      for kind, name, text, key, scale in FROM_ROWS]
+        responses = CounterMetricFamily("linohost_site_responses",
+                                        "Requests the site's workers answered, by class",
+                                        labels=["site", "class"])
+        latency = HistogramMetricFamily("linohost_site_request_duration_seconds",
+                                        "How long the site's requests took", labels=["site"])
         running = 0
         for row in sites:
             name = row["name"]
             for s in st.STATES:
                 state.add_metric([name, s], 1.0 if row["state"] == s else 0.0)
             failed.add_metric([name], 1.0 if row["state"] == st.FAILED else 0.0)
+            for cls, n in row["responses"].items():
+                responses.add_metric([name, cls], n)
+            latency.add_metric([name], list(row["latency"]["le"].items()),
+                               sum_value=row["latency"]["sum"])
             for family, key, scale in from_rows:
                 # A counter always has a value; a gauge only where the site has one.
                 if row[key] or isinstance(family, CounterMetricFamily):
@@ -83,7 +93,8 @@ class KeeperCollector:
                 if mem["pss_kib"] is not None:
                     pss.add_metric([name], mem["pss_kib"] * 1024)
                     uss.add_metric([name], mem["uss_kib"] * 1024)
-        yield from (state, pss, uss, failed, *(family for family, _, _ in from_rows))
+        yield from (state, pss, uss, failed, responses, latency,
+                    *(family for family, _, _ in from_rows))
 
         workers = GaugeMetricFamily("linohost_workers", "Site workers running")
         workers.add_metric([], running)

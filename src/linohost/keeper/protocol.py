@@ -25,6 +25,11 @@ START = "LINOHOST_START"
 READY = "ready"
 #: ``stats REQUESTS LAST``: requests served, when the last one started (epoch; 0: none).
 STATS = "stats"
+#: ``done 1XX 2XX 3XX 4XX 5XX SECONDS B0 .. Bn``: the requests that ended, by the class of
+#: their answer, the seconds they took in all, and how many took at most
+#: ``LATENCY_BUCKETS[i]`` seconds (Bn: longer); all since the worker started.
+DONE = "done"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: ``live OPEN SENT``: websockets open, notifications sent (sites with live features).
 LIVE = "live"
 #: ``next_job EPOCH`` or ``next_job -``: when its next background task is due.

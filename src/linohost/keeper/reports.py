@@ -7,6 +7,7 @@ import time
 
 from . import protocol
 from . import states as st
+from .slot import Done
 
 log = logging.getLogger("linohost.keeper")
 
@@ -17,6 +18,7 @@ class Reports:
     def __init__(self, keeper):
         self.keeper = keeper
         self.handlers = {protocol.READY: self.ready, protocol.STATS: self.stats,
+                         protocol.DONE: self.done,
                          protocol.LIVE: self.live, protocol.NEXT_JOB: self.next_job,
                          protocol.NOT_EXACT: self.inexact, protocol.VARIANT: self.variant}
 
@@ -78,6 +80,9 @@ class Reports:
         slot.requests = int(requests)
         if float(last):
             slot.last_request = float(last)
+
+    def done(self, slot, rest):
+        slot.done = Done.heard(rest)
 
     def live(self, slot, rest):
         websockets, messages = rest.split()

@@ -15,9 +15,14 @@ import socket
 import time
 
 from . import paths, protocol
+from . import states as st
 from .zygotes import ForkedWorker, ZygoteError
 
 log = logging.getLogger("linohost.keeper")
+
+
+class NoSite(LookupError):
+    """A command names a site the keeper does not hold."""
 
 
 class Command:
@@ -33,7 +38,7 @@ class ControlInterface:
     """The keeper's control socket and the commands it answers."""
 
     COMMANDS = {"status": "status", "reload": "reload", "restart": "restart",
-                "jobs": "jobs", "stop": "stop"}
+                "wake": "wake", "sleep": "sleep", "jobs": "jobs", "stop": "stop"}
 
     def __init__(self, keeper):
         self.keeper = keeper
@@ -102,7 +107,16 @@ class ControlInterface:
         name = self.COMMANDS.get(cmd) if isinstance(cmd, str) else None
         if name is None:
             return {"ok": False, "error": f"unknown command {cmd!r}"}
-        return getattr(self, name)(request)
+        try:
+            return getattr(self, name)(request)
+        except NoSite as e:
+            return {"ok": False, "error": f"no site named {e}"}
+
+    def _slot(self, request):
+        slot = self.keeper.slots.get(request.get("site"))
+        if slot is None or slot.removed:
+            raise NoSite(repr(request.get("site")))
+        return slot
 
     # -- the commands ----------------------------------------------------------------------
     def status(self, request):
@@ -124,17 +138,29 @@ class ControlInterface:
 
     def restart(self, request):
         """A new worker for the site at its next request."""
-        slot = self.keeper.slots.get(request.get("site"))
-        if not slot:
-            return {"ok": False, "error": f"no site named {request.get('site')!r}"}
-        self.keeper.restart(slot)
+        self.keeper.restart(self._slot(request))
         return {"ok": True}
+
+    def wake(self, request):
+        """Start the site's worker now, as its first request would (a failed site:
+        its next try now)."""
+        slot = self._slot(request)
+        if slot.state == st.SLEEPING:
+            self.keeper.incoming(slot)
+        elif slot.state == st.FAILED:
+            slot.retry_at = 0
+            self.keeper.incoming(slot)
+        return {"ok": True, "state": slot.state}
+
+    def sleep(self, request):
+        """Let the site's worker finish its requests and leave now."""
+        slot = self._slot(request)
+        self.keeper.stop(slot)
+        return {"ok": True, "state": slot.state}
 
     def jobs(self, request):
         """The site's schedule may have changed: wake it soon."""
-        slot = self.keeper.slots.get(request.get("site"))
-        if not slot:
-            return {"ok": False, "error": f"no site named {request.get('site')!r}"}
+        slot = self._slot(request)
         slot.jobs_known, slot.left_at = False, None
         self.keeper.wakeups.save()
         return {"ok": True}

@@ -4,6 +4,42 @@ worker, and what the worker said (requests, websockets, next background task).""
 import time
 
 from . import states as st
+from .protocol import LATENCY_BUCKETS
+
+RESPONSE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class Done:
+    """Requests that ended (protocol.DONE): counts by class, latency buckets, seconds."""
+
+    def __init__(self, classes=None, buckets=None, seconds=0.0):
+        self.classes = classes or [0] * len(RESPONSE_CLASSES)
+        self.buckets = buckets or [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seconds = seconds
+
+    @classmethod
+    def heard(cls, rest):
+        """From the words after ``done`` (ValueError when they are not that)."""
+        words = rest.split()
+        n = len(RESPONSE_CLASSES)
+        if len(words) != n + 1 + len(LATENCY_BUCKETS) + 1:
+            raise ValueError(rest)
+        return cls([int(w) for w in words[:n]], [int(w) for w in words[n + 1:]],
+                   float(words[n]))
+
+    def __add__(self, other):
+        return Done([a + b for a, b in zip(self.classes, other.classes)],
+                    [a + b for a, b in zip(self.buckets, other.buckets)],
+                    self.seconds + other.seconds)
+
+    def latency(self):
+        """{"le": cumulative counts by upper bound (seconds; "+Inf" last), "sum": s}."""
+        bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
+        running, cumulative = 0, {}
+        for bound, n in zip(bounds, self.buckets):
+            running += n
+            cumulative[bound] = running
+        return {"le": cumulative, "sum": round(self.seconds, 3)}
 
 
 class Slot:
@@ -15,6 +51,9 @@ class Slot:
         self.proc = self.status = None
         self.started = self.started_mono = self.ready_at = None
         self.requests_before = self.requests = 0
+        # Requests ended: [1xx..5xx answers, then latency buckets], seconds in all
+        # (protocol.DONE), of the workers that left and of the one now.
+        self.done_before, self.done = Done(), Done()
         self.last_request = None
         # Live features (sites with channels): open websockets, channel messages handled.
         self.websockets = None
@@ -64,6 +103,8 @@ class Slot:
                          if self.next_job is not None and self.jobs_known else None),
             "job_wakes": self.job_wakes,
             "refused": self.refused,
+            "responses": dict(zip(RESPONSE_CLASSES, (self.done_before + self.done).classes)),
+            "latency": (self.done_before + self.done).latency(),
             "memory_limit_mib": self.limits.memory_mib if self.limits else None,
             "websockets": self.websockets,
             "channel_messages": (self.messages_before + self.messages

@@ -14,9 +14,10 @@ def _age(epoch, now):
     return f"{hours:.1f} h ago" if hours < 48 else f"{hours / 24:.1f} d ago"
 
 
-def page(reply, backups, memory=memory_of):
-    """The HTML of *reply* (the control command ``status``'s answer) and *backups*
-    ({site: epoch of its last successful backup})."""
+def page(reply, backups, memory=memory_of, busy=()):
+    """The HTML of *reply* (the control command ``status``'s answer), *backups*
+    ({site: epoch of its last successful backup}) and *busy* (the sites whose backup
+    runs now)."""
     now = time.time()
     sites, pss_total = [], 0
     for row in reply.get("sites", []):
@@ -25,7 +26,8 @@ def page(reply, backups, memory=memory_of):
         peak = row.get("memory_peak_kib")
         sites.append({**row, "pss_mib": None if pss is None else round(pss / 1024),
                       "peak_mib": None if peak is None else round(peak / 1024),
-                      "backup_age": _age(backups.get(row["name"]), now)})
+                      "backup_age": _age(backups.get(row["name"]), now),
+                      "backing_up": row["name"] in busy})
     zygotes = reply.get("zygotes", [])
     totals = {"workers": sum(1 for s in sites if s["pid"]),
               "zygotes": len(zygotes),

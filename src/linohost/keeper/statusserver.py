@@ -2,56 +2,98 @@
 on a unix socket (:func:`.paths.status_socket`), in one thread beside the keeper's
 loop, answering one request at a time (scrapes are rare and cheap).
 
-It serves ``/_linohost/metrics`` and the status page ``/_linohost/`` (read-only so
-far); every request passes :class:`.access.Gate`.
+It serves ``/_linohost/metrics``, the status page ``/_linohost/`` and its actions
+(``sites/SITE/wake|sleep|backup``, POST; ``sites/SITE/log``); every request passes
+:class:`.access.Gate`.
 """
 import os
+import re
 import socket
 import socketserver
 import threading
 import time
+from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from . import paths, statuspage
+from . import control, paths, statuspage
 from .access import Gate
+from .actions import ActionError
 from .metrics import KeeperCollector, last_backups
 
 PREFIX = "/_linohost/"
 MAX_BODY = 64 * 1024
 
 
-def application(collector, gate, page=None):
-    """The WSGI application: the metrics, and the status page (*page*: a callable
-    returning its HTML), for whoever the gate lets in; 401 otherwise."""
+#: ``sites/SITE/ACTION`` under the prefix: POST to act, GET for the log.
+SITE_PATH = re.compile(r"sites/(?P<site>[A-Za-z0-9_-]+)/(?P<action>wake|sleep|backup|log)")
+
+
+def application(collector, gate, page=None, actions=None):
+    """The WSGI application: the metrics; the status page (*page*: a callable
+    returning its HTML) and its actions (:class:`.actions.Actions`), for whoever the
+    gate lets in; 401 otherwise. An action answers with a redirect to the page (it
+    works without JavaScript); one posted from another origin is refused."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
 
     def app(environ, start_response):
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        method = environ["REQUEST_METHOD"]
         metrics = path == PREFIX + "metrics"
-        if not metrics and not (path == PREFIX and page):
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found\n"]
-        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
-            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
-            return [b""]
-        if not gate.allows(environ, metrics=metrics):
-            start_response("401 Unauthorized", [
-                ("Content-Type", "text/plain"),
-                ("WWW-Authenticate", 'Basic realm="linohost", charset="UTF-8"')])
-            return [b"unauthorized\n"]
-        if metrics:
-            body, kind = generate_latest(registry), CONTENT_TYPE_LATEST
+        site = SITE_PATH.fullmatch(path[len(PREFIX):]) if path.startswith(PREFIX) else None
+        if metrics or (path == PREFIX and page) or (site and site["action"] == "log"):
+            allowed = ("GET", "HEAD")
+        elif site and actions:
+            allowed = ("POST",)
         else:
-            body, kind = page().encode(), "text/html; charset=utf-8"
-        start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body))),
-                                  ("Cache-Control", "no-store"),
-                                  ("X-Frame-Options", "DENY"),
-                                  ("X-Content-Type-Options", "nosniff")])
-        return [body]
+            return _answer(start_response, "404 Not Found", b"not found\n")
+        if method not in allowed:
+            return _answer(start_response, "405 Method Not Allowed", b"",
+                           [("Allow", ", ".join(allowed))])
+        if not gate.allows(environ, metrics=metrics):
+            return _answer(start_response, "401 Unauthorized", b"unauthorized\n",
+                           [("WWW-Authenticate", 'Basic realm="linohost", charset="UTF-8"')])
+        if metrics:
+            return _answer(start_response, "200 OK", generate_latest(registry),
+                           kind=CONTENT_TYPE_LATEST)
+        if not site:
+            return _answer(start_response, "200 OK", page().encode(),
+                           kind="text/html; charset=utf-8")
+        name, action = site["site"], site["action"]
+        if method == "POST" and not _same_origin(environ):
+            return _answer(start_response, "403 Forbidden", b"not from this page\n")
+        try:
+            if action == "log":
+                return _answer(start_response, "200 OK", actions.log(name).encode(),
+                               kind="text/plain; charset=utf-8")
+            getattr(actions, action)(name)
+        except ActionError as e:
+            return _answer(start_response, "409 Conflict", f"{e}\n".encode())
+        except (control.NotRunning, OSError) as e:
+            return _answer(start_response, "503 Service Unavailable",
+                           f"the keeper does not answer: {e}\n".encode())
+        return _answer(start_response, "303 See Other", b"", [("Location", PREFIX)])
     return app
+
+
+def _answer(start_response, status, body, headers=(), kind="text/plain; charset=utf-8"):
+    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"),
+                            ("X-Content-Type-Options", "nosniff"), *headers])
+    return [body]
+
+
+def _same_origin(environ):
+    """Whether a browser's POST comes from a page of this host (it sends Origin with
+    every POST; a client without one is no browser another site could drive). The
+    front server sets X-Forwarded-Host (Apache appends to a client's: the last)."""
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None:
+        return True
+    host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST", "")
+    return urlsplit(origin).netloc == host.split(",")[-1].strip()
 
 
 class _UnixWSGIServer(WSGIServer):
@@ -91,7 +133,9 @@ def for_keeper(keeper):
         return keeper.control.status({})
     backups = lambda: last_backups(host.backup_results)     # noqa: E731
     collector = KeeperCollector(status, backups=backups)
-    app = application(collector, Gate(host), page=lambda: statuspage.page(status(), backups()))
+    app = application(collector, Gate(host), actions=keeper.actions,
+                      page=lambda: statuspage.page(status(), backups(),
+                                                   busy=keeper.actions.busy()))
     return StatusServer(paths.status_socket(host), app, web_gid=keeper.web_gid)
 
 

@@ -14,16 +14,17 @@ process, with threads. It leaves
 - with exit code 3 if the site cannot be loaded ("failed to boot": the keeper
   backs off instead of starting it again at once).
 
-Reports on the status pipe, one line each: ``ready``, then ``stats REQUESTS
-LAST_REQUEST_EPOCH`` whenever they changed (at most once a second), for a site
-with channels ``live WEBSOCKETS CHANNEL_MESSAGES`` likewise, and
-``next_job EPOCH`` (``next_job -``: none) whenever it changed.
+Reports on the status pipe, one line each (the words of protocol.py): ``ready``,
+then ``stats`` and ``done`` (requests, their answers and how long they took)
+whenever they changed (at most once a second; a request's start at once), for a
+site with channels ``live`` likewise, and ``next_job`` whenever it changed.
 
 With the request's ``jobs`` it also runs the site's scheduled background tasks
 (jobs.py) and does not leave on idle while one runs; with ``jobs["for_jobs"]``
 (started for a job, not a request) it leaves as soon as the jobs are done, unless a
 request came meanwhile. It imports nothing of linohost but its shipped modules.
 """
+import bisect
 import ctypes
 import importlib.util
 import json
@@ -97,9 +98,10 @@ def start_jobs(jobs):
 
 
 class Activity:
-    """Counts requests and knows when the last one ended (thread-safe). Tells the keeper
-    (``stats`` lines, at most one a second): a request's start at once when it can, so
-    that the keeper knows the least recently used workers when it must let one go."""
+    """Counts requests, their answers by class and how long they took, and knows when
+    the last one ended (thread-safe). Tells the keeper (``stats`` and ``done`` lines, at
+    most once a second): a request's start at once when it can, so that the keeper
+    knows the least recently used workers when it must let one go."""
 
     def __init__(self, status):
         self.lock = threading.Lock()
@@ -108,7 +110,10 @@ class Activity:
         self.requests = 0
         self.last = time.time()
         self.last_request = None
-        self.reported = (0, None)
+        self.classes = [0] * 5                  # 1xx .. 5xx
+        self.buckets = [0] * (len(protocol.LATENCY_BUCKETS) + 1)
+        self.seconds = 0.0
+        self.reported = (0, None, 0)
         self.next_report = 0.0
 
     def wrap(self, app):
@@ -116,28 +121,41 @@ class Activity:
             with self.lock:
                 self.active += 1
                 self.requests += 1
-                self.last = self.last_request = time.time()
+                self.last = self.last_request = t0 = time.time()
                 self.report()
+            code = []
+
+            def started(status, headers, exc_info=None):
+                code[:] = [int(status[:3])]
+                return start_response(status, headers, exc_info)
             try:
-                return _Closing(app(environ, start_response), self.done)
+                return _Closing(app(environ, started), lambda: self.done(t0, code))
             except BaseException:
-                self.done()
+                self.done(t0, [500])                # the server answers 500
                 raise
         return counted
 
-    def done(self):
+    def done(self, t0, code):
+        """A request ended: *code* holds its status (none: the server's 500)."""
         with self.lock:
             self.active -= 1
             self.last = time.time()
+            self.classes[min(max((code or [500])[0] // 100, 1), 5) - 1] += 1
+            took = self.last - t0
+            self.seconds += took
+            self.buckets[bisect.bisect_left(protocol.LATENCY_BUCKETS, took)] += 1
 
     def report(self, final=False):
-        """(Holding the lock.) A ``stats`` line when they changed, unless one went out
-        in the last second (the main loop sends what is left)."""
-        stats = (self.requests, self.last_request)
+        """(Holding the lock.) ``stats`` and ``done`` lines when they changed, unless
+        some went out in the last second (the main loop sends what is left)."""
+        now_said = (self.requests, self.last_request, sum(self.classes))
         now = time.time()
-        if stats != self.reported and (final or now >= self.next_report):
-            _say(self.status, protocol.STATS, stats[0], stats[1] or 0)
-            self.reported, self.next_report = stats, now + 1
+        if now_said != self.reported and (final or now >= self.next_report):
+            _say(self.status, protocol.STATS, self.requests, self.last_request or 0)
+            if now_said[2] != self.reported[2]:
+                _say(self.status, protocol.DONE, *self.classes, round(self.seconds, 6),
+                     *self.buckets)
+            self.reported, self.next_report = now_said, now + 1
 
 
 class _Closing:

@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from .errors import UsageError
 
 _WORKER_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] ")
 _ACCESS = re.compile(r'^\S+ \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+)[^"]*" '
