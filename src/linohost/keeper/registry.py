@@ -1,7 +1,7 @@
 """What the keeper compares with the registry every second (supervisor's added /
 changed / removed): the sites there, what each one's process depends on, its group."""
 
-from .zygotes import group_of
+from .zygotes import OWN_INI, group_of
 
 
 class Registry:
@@ -15,12 +15,13 @@ class Registry:
         return set(self.host.site_names())
 
     def fingerprint(self, name):
-        """What a site's process depends on: its record, settings, wsgi.py (mod_wsgi's
-        restart convention, kept), its environment and the shared hook."""
+        """What a site's process depends on: its record, settings, its own lino.ini,
+        wsgi.py (mod_wsgi's restart convention, kept), its environment and the shared
+        hook."""
         h = self.host
         reg = h.registry_dir / f"{name}.toml"
-        files = [reg, h.site_dir(name) / "settings.py", h.site_dir(name) / "apache" / "wsgi.py",
-                 h.local_dir / "djangosite_local.py"]
+        files = [reg, h.site_dir(name) / "settings.py", h.site_dir(name) / OWN_INI,
+                 h.site_dir(name) / "apache" / "wsgi.py", h.local_dir / "djangosite_local.py"]
         env = self._env_of(reg)
         if env:
             files.append(h.envs_dir / env / "linohost-env.toml")

@@ -46,10 +46,20 @@ class ZygoteError(Exception):
     pass
 
 
+#: A project's own plugin settings, which Lino reads before it makes its models.
+OWN_INI = "lino.ini"
+
+
 def group_of(host, site):
-    """The key of *site*'s group (sites that one zygote can serve)."""
-    return (site.env, site.settings_module, tuple(site.languages), site.front_end,
-            host.site_prefix(site) != "/", site.db)
+    """The key of *site*'s group (sites that one zygote can serve); a site with a
+    lino.ini of its own is in a group of those with the same one (by its digest)."""
+    key = (site.env, site.settings_module, tuple(site.languages), site.front_end,
+           host.site_prefix(site) != "/", site.db)
+    try:
+        ini = (host.site_dir(site.name) / OWN_INI).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return key
+    return (*key, hashlib.sha256(ini).hexdigest()[:16])
 
 
 def group_name(key):
@@ -98,14 +108,14 @@ class Zygote:
 
     def row(self):
         """What `linohost status --zygotes` shows."""
-        env, app, languages, front_end, prefix, db = self.key
+        env, app, languages, front_end, prefix, db, *own_ini = self.key
         return {"name": self.name, "state": self.state, "reason": self.reason,
                 "pid": self.proc.pid if self.proc and self.state in (st.Z_STARTING, st.Z_READY)
                 else None, "ready_s": self.ready_s, "env": env, "app": app,
                 "languages": " ".join(languages), "front_end": front_end,
                 "urls": "prefix" if prefix else "domain", "db": db,
                 "variant": self.variant[0] if self.variant else None,
-                "sites": self.sites}
+                "own_ini": own_ini[0] if own_ini else None, "sites": self.sites}
 
     def stale(self):
         return self._fingerprint() != self.fingerprint
@@ -138,6 +148,8 @@ class Zygote:
             shutil.copy2(data[-1].parent / "db", self.project / "default.db")
         if self.variant:                     # the zygote fills its database itself
             (self.project / VARIANT_FILE).write_text(json.dumps(self.variant[1]))
+        if len(self.key) > 6:                # the group's own lino.ini (its sample's)
+            shutil.copyfile(h.site_dir(self.sample.name) / OWN_INI, self.project / OWN_INI)
         for rel, text in files.items():
             (self.project / rel).write_text(text)
         for secret in (f"key-{self.name}", f"db-{self.name}"):
