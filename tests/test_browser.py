@@ -181,9 +181,9 @@ def check_requests(b, allowed):
     return reqs
 
 
-def signed_in(b):
+def signed_in(b, name="Robin Rood"):
     # The main page greets the user; "Robin Rood" alone is also in a toast or a script.
-    return lambda d: "Hello, Robin Rood!" in b.body_text()
+    return lambda d: f"Hello, {name}!" in b.body_text()
 
 
 def grid_rows(css):
@@ -267,15 +267,16 @@ def wait_until_served(url):
         time.sleep(1)
 
 
-def react_sign_in(b):
-    """Sign in through React's dialog; once more if the page reloaded itself meanwhile
-    (as a person would: the dialog they typed into is gone)."""
+def react_sign_in(b, username="robin", name="Robin Rood"):
+    """Sign in through React's dialog as *username* (password 1234, as in Lino's demo
+    data), greeted as *name*; once more if the page reloaded itself meanwhile (as a
+    person would: the dialog they typed into is gone)."""
     for attempt in (1, 2):
         b.click((By.XPATH, "//button[normalize-space()='Sign in']"), "Sign in button")
         dialog = b.until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".p-dialog")),
                          "sign-in dialog")
         try:
-            dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys("robin")
+            dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys(username)
             dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("1234")
             dialog.find_element(By.XPATH, ".//button[normalize-space()='OK']").click()
             break
@@ -283,7 +284,7 @@ def react_sign_in(b):
             if attempt == 2 or not isinstance(e, StaleElementReferenceException) \
                     and "navigat" not in str(e.msg):
                 raise
-    b.until(signed_in(b), "greeting of the signed-in user")
+    b.until(signed_in(b, name), "greeting of the signed-in user")
 
 
 def react_session(b, base):

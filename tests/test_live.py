@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -203,6 +204,25 @@ def push_site(host):
     host("rm", name, "--yes", "--no-archive", check=False)
 
 
+def test_a_site_with_a_lino_ini_of_its_own_starts_warm(host, kserver, push_site):
+    """Its lino.ini (plugin settings, read before Lino makes its models) puts it in a
+    group of its own: a zygote with the same lino.ini forks its worker, exactly (no
+    plain start); a changed lino.ini is a changed site (a new worker)."""
+    def own_zygote():
+        rows = json.loads(host("status", "--zygotes", "--json").stdout)
+        return next((r for r in rows if r["own_ini"] and r["state"] == "ready"), None)
+    wait_for("a zygote with the site's lino.ini", own_zygote, timeout=600, every=1)
+    put_to_sleep(host, push_site)
+    assert requests.get(kserver.url(push_site), timeout=300).status_code == 200
+    row = status(host)[push_site]
+    assert (row["start"], row["plain_reason"]) == ("zygote", None), row
+    pid = row["pid"]
+    ini = host.root / push_site / "lino.ini"
+    ini.write_text(ini.read_text() + "\n")
+    wait_for("a new worker after lino.ini changed",
+             lambda: status(host)[push_site]["pid"] != pid, timeout=60)
+
+
 class Sockets:
     """The page's websockets, from Chromium's performance log: {request id: url},
     those signed in (their handshake sent a session cookie), the frames received."""
@@ -255,6 +275,83 @@ def test_a_signed_in_page_shows_a_notification_at_once(host, kserver, push_site,
     logged = [e["message"] for e in b.driver.get_log("browser")]
     assert any("Received message" in m for m in logged), logged
     assert not any("onDenied" in m for m in logged), logged
+
+
+#: Makes user OBSERVER watch (star) the first ticket, so that a comment on it notifies
+#: them; prints the ticket, the content type of tickets, and how Lino greets them.
+OBSERVE = """
+from django.contrib.contenttypes.models import ContentType
+from lino.api import rt
+from lino.modlib.notify.choicelists import MailModes
+Ticket, Star = rt.models.tickets.Ticket, rt.models.stars.Star
+user = rt.models.users.User.objects.get(username=OBSERVER)
+if user.mail_mode == MailModes.silent:
+    user.mail_mode = MailModes.often
+    user.save()
+ticket = Ticket.objects.order_by("id").first()
+if not Star.for_obj(ticket, user=user).exists():
+    Star(owner=ticket, user=user).save()
+print("OBSERVE", ticket.pk, ContentType.objects.get_for_model(Ticket).pk, "|" + str(user))
+"""
+
+#: Records the desktop notifications a page shows (what a person sees of a push).
+SHOWN = """
+window.__shown = [];
+const Shown = window.Notification;
+window.Notification = function (title, options) {
+    window.__shown.push({title: title, body: (options || {}).body,
+                         icon: (options || {}).icon, at: Date.now()});
+    return new Shown(title, options);
+};
+Object.assign(window.Notification, Shown);
+Object.defineProperty(window.Notification, "permission", {get: () => Shown.permission});
+window.Notification.requestPermission = (...a) => Shown.requestPermission(...a);
+"""
+
+
+def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site, browser):
+    """Two users of one Noi site: B (jean) has the site open in Chromium, signed in; A
+    (robin) comments on a ticket B watches, through the site's JSON API. Within 2 s of
+    A's answer, without a reload, B's page shows the desktop notification "... commented
+    on ...", each of 5 times (latencies printed)."""
+    name = push_site
+    out = host("manage", name, "--", "shell", "-c",
+               OBSERVE.replace("OBSERVER", repr("jean"))).stdout
+    ticket, ctype, greeting = out.split("OBSERVE ", 1)[1].split("|", 1)[0].split() + [
+        out.split("|", 1)[1].splitlines()[0]]
+    b = browser("live-b", console=True)
+    origin = f"http://127.0.0.1:{kserver.port}"
+    b.driver.execute_cdp_cmd("Browser.grantPermissions",
+                             {"origin": origin, "permissions": ["notifications"]})
+    b.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SHOWN})
+    base = kserver.url(name)
+    b.get(base)
+    react_sign_in(b, "jean", greeting)
+    sockets = Sockets(b)
+    wait_for("B's signed-in websocket", lambda: sockets.read().signed_in, timeout=60)
+    a = signed_in(base, "robin")
+    latencies = []
+    for i in range(5):
+        text = f"Comment {i} of robin for jean"
+        r = a.post(base + "api/comments/CommentsByRFC",
+                   data={"an": "submit_insert", "mt": ctype, "mk": ticket, "body": text},
+                   headers={"X-CSRFToken": a.cookies["csrftoken"], "Referer": base},
+                   timeout=120)
+        assert r.status_code == 200 and r.json().get("success"), r.text[:300]
+        made = time.time()                  # the comment and its notification exist
+
+        def shown():
+            notes = b.driver.execute_script("return window.__shown")
+            return [n for n in notes if text in (n["body"] or "")]
+        notes = wait_for(f"B's page to show comment {i}", shown, timeout=2, every=0.05)
+        latencies.append(max(0.0, notes[0]["at"] / 1000 - made))
+        assert "commented on" in notes[0]["title"], notes
+        # Its icon is the site's (React names /static/...: kept inside the prefix).
+        assert urlparse(notes[0]["icon"]).path.startswith(f"/{name}/static/"), notes
+    b.shot("notified")
+    print(f"\nnotification latency, comment made -> shown on B's page: "
+          f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
+    assert max(latencies) < 2, latencies
 
 
 def test_show_says_where_live_features_run(host, server, noi_sites):

@@ -11,10 +11,11 @@ the site's prefix, so under `/shop/` they leave the site:
 - ExtJS: `/service-worker.js` (lino_extjs/extjs/config/extjs/index.html,
   `navigator.serviceWorker.register('/service-worker.js')`);
 - React's websocket of live notifications: `ws://HOST/WS/` (components/App.jsx
-  `notification_web_socket`).
+  `notification_web_socket`), and the icon of the notifications it shows
+  (`/static/notify/lino-logo.png`, App.jsx `push`).
 Every front end calls each plugin's `get_head_lines()` in the page head, before
 its own scripts run. The script below makes the page's same-origin fetch(),
-XMLHttpRequest, WebSocket, service-worker registration and clicked links that point outside
+XMLHttpRequest, WebSocket, notification icons, service-worker registration and clicked links that point outside
 the prefix point inside it instead (`/media/x` becomes `/shop/media/x`).
 
 And React's sign-out answers with a redirect to the server root
@@ -82,6 +83,23 @@ SCRIPT = """<script type="text/javascript">
             WebSocketInside[k] = WebSocket0[k];
         });
         window.WebSocket = WebSocketInside;
+    }
+    // React shows a notification with the icon /static/notify/lino-logo.png.
+    var Notification0 = window.Notification;
+    if (Notification0) {
+        var NotificationInside = function (title, options) {
+            if (options && options.icon) {
+                options = Object.assign({}, options, {icon: inside(String(options.icon))});
+            }
+            return new Notification0(title, options);
+        };
+        NotificationInside.prototype = Notification0.prototype;
+        Object.defineProperty(NotificationInside, "permission",
+                              {get: function () { return Notification0.permission; }});
+        NotificationInside.requestPermission = function () {
+            return Notification0.requestPermission.apply(Notification0, arguments);
+        };
+        window.Notification = NotificationInside;
     }
     document.addEventListener("click", function (e) {
         var a = e.target.closest ? e.target.closest("a[href]") : null;
