@@ -152,6 +152,11 @@ def _probe(host, name, app, domain, tmp):
     had_cache = cache.exists()
     if had_cache:
         shutil.move(cache, kept)               # each worker builds the site cache anew
+    # Building it touches lino_version.txt, whose time the front ends compare with the
+    # cache's: put back with the old cache, it must say the old time (else React
+    # finds a version mismatch at every page and reloads for ever).
+    version = project / "lino_version.txt"
+    stamp = version.stat() if version.exists() else None
     tmp.chmod(0o1777)
     forked_cache = project / "media" / "cache.forked"
     spec = {"requests": requests_for(host, name, app), "host": domain,
@@ -172,6 +177,10 @@ def _probe(host, name, app, domain, tmp):
             shutil.rmtree(built, ignore_errors=True)
         if had_cache:
             shutil.move(kept, cache)
+        if stamp:
+            os.utime(version, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        else:
+            version.unlink(missing_ok=True)
     forked = json.loads((tmp / "fork.json").read_text())
     plain = json.loads((tmp / "plain.json").read_text())
     forked["again"] = json.loads((tmp / "again.json").read_text())
