@@ -277,20 +277,24 @@ def test_a_signed_in_page_shows_a_notification_at_once(host, kserver, push_site,
     assert not any("onDenied" in m for m in logged), logged
 
 
-#: Makes user OBSERVER watch (star) the first ticket, so that a comment on it notifies
-#: them; prints the ticket, the content type of tickets, and how Lino greets them.
+#: Makes user OBSERVER one of the observers of a ticket (a vote on it: Noi tells the
+#: voters of a ticket of its changes and comments); prints the ticket, the content
+#: type of tickets, and how Lino greets the user.
 OBSERVE = """
 from django.contrib.contenttypes.models import ContentType
 from lino.api import rt
 from lino.modlib.notify.choicelists import MailModes
-Ticket, Star = rt.models.tickets.Ticket, rt.models.stars.Star
+Ticket, Vote = rt.models.tickets.Ticket, rt.models.votes.Vote
 user = rt.models.users.User.objects.get(username=OBSERVER)
 if user.mail_mode == MailModes.silent:
     user.mail_mode = MailModes.often
     user.save()
-ticket = Ticket.objects.order_by("id").first()
-if not Star.for_obj(ticket, user=user).exists():
-    Star(owner=ticket, user=user).save()
+vote = Vote.objects.filter(user=user).order_by("votable_id").first()
+if vote is None:
+    vote = Vote(votable=Ticket.objects.order_by("id").first(), user=user)
+    vote.full_clean()
+    vote.save()
+ticket = vote.votable
 print("OBSERVE", ticket.pk, ContentType.objects.get_for_model(Ticket).pk, "|" + str(user))
 """
 

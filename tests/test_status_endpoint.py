@@ -121,6 +121,7 @@ def test_a_person_wakes_a_site_on_the_page_and_needs_the_password(host, kserver,
     (after the page's redirect, reloaded until its worker is ready); with a password
     set, the page without it is refused."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
     from test_browser import Browser
     site = sorted(cosi_sites.values())[0]
     page = kserver.base + "/_linohost/"
@@ -129,9 +130,11 @@ def test_a_person_wakes_a_site_on_the_page_and_needs_the_password(host, kserver,
     try:
         b.get(page)
         row = lambda: b.driver.find_element(By.XPATH, f"//tr[td[1]='{site}']")  # noqa: E731
-        assert row().find_elements(By.TAG_NAME, "td")[1].text == "sleeping"
+        before = row()
+        assert before.find_elements(By.TAG_NAME, "td")[1].text == "sleeping"
         b.click((By.XPATH, f"//tr[td[1]='{site}']//button[normalize-space()='wake']"),
                 "the wake button")
+        b.until(EC.staleness_of(before), "the page again, after the action")
 
         def awake(driver):
             if row().find_elements(By.TAG_NAME, "td")[1].text == "running":
