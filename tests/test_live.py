@@ -277,25 +277,26 @@ def test_a_signed_in_page_shows_a_notification_at_once(host, kserver, push_site,
     assert not any("onDenied" in m for m in logged), logged
 
 
-#: Makes user OBSERVER one of the observers of a ticket (a vote on it: Noi tells the
-#: voters of a ticket of its changes and comments); prints the ticket, the content
-#: type of tickets, and how Lino greets the user.
+#: Makes user OBSERVER a member of a group (Noi tells a group's members of the comments
+#: in it; of a ticket's comments it tells its voters and starrers, plugins this Noi
+#: does not install); prints the group, the content type of groups, and how Lino
+#: greets the user.
 OBSERVE = """
 from django.contrib.contenttypes.models import ContentType
 from lino.api import rt
 from lino.modlib.notify.choicelists import MailModes
-Ticket, Vote = rt.models.tickets.Ticket, rt.models.votes.Vote
+Group, Membership = rt.models.groups.Group, rt.models.groups.Membership
 user = rt.models.users.User.objects.get(username=OBSERVER)
 if user.mail_mode == MailModes.silent:
     user.mail_mode = MailModes.often
     user.save()
-vote = Vote.objects.filter(user=user).order_by("votable_id").first()
-if vote is None:
-    vote = Vote(votable=Ticket.objects.order_by("id").first(), user=user)
-    vote.full_clean()
-    vote.save()
-ticket = vote.votable
-print("OBSERVE", ticket.pk, ContentType.objects.get_for_model(Ticket).pk, "|" + str(user))
+member = Membership.objects.filter(user=user).order_by("group_id").first()
+if member is None:
+    member = Membership(user=user, group=Group.objects.order_by("id").first())
+    member.full_clean()
+    member.save()
+print("OBSERVE", member.group.pk, ContentType.objects.get_for_model(Group).pk,
+      "|" + str(user))
 """
 
 #: Records the desktop notifications a page shows (what a person sees of a push).
@@ -315,13 +316,13 @@ window.Notification.requestPermission = (...a) => Shown.requestPermission(...a);
 
 def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site, browser):
     """Two users of one Noi site: B (jean) has the site open in Chromium, signed in; A
-    (robin) comments on a ticket B watches, through the site's JSON API. Within 2 s of
+    (robin) comments in a group of B's, through the site's JSON API. Within 2 s of
     A's answer, without a reload, B's page shows the desktop notification "... commented
     on ...", each of 5 times (latencies printed)."""
     name = push_site
     out = host("manage", name, "--", "shell", "-c",
                OBSERVE.replace("OBSERVER", repr("jean"))).stdout
-    ticket, ctype, greeting = out.split("OBSERVE ", 1)[1].split("|", 1)[0].split() + [
+    group, ctype, greeting = out.split("OBSERVE ", 1)[1].split("|", 1)[0].split() + [
         out.split("|", 1)[1].splitlines()[0]]
     b = browser("live-b", console=True)
     origin = f"http://127.0.0.1:{kserver.port}"
@@ -338,7 +339,7 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
     for i in range(5):
         text = f"Comment {i} of robin for jean"
         r = a.post(base + "api/comments/CommentsByRFC",
-                   data={"an": "submit_insert", "mt": ctype, "mk": ticket, "body": text},
+                   data={"an": "submit_insert", "mt": ctype, "mk": group, "body": text},
                    headers={"X-CSRFToken": a.cookies["csrftoken"], "Referer": base},
                    timeout=120)
         assert r.status_code == 200 and r.json().get("success"), r.text[:300]
