@@ -317,8 +317,8 @@ window.Notification.requestPermission = (...a) => Shown.requestPermission(...a);
 def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site, browser):
     """Two users of one Noi site: B (jean) has the site open in Chromium, signed in; A
     (robin) comments in a group of B's, through the site's JSON API. Within 2 s of
-    A's answer, without a reload, B's page shows the desktop notification "... commented
-    on ...", each of 5 times (latencies printed)."""
+    A's answer, without a reload, B's page shows the desktop notification "Robin Rood
+    commented on ...", each of 5 times (latencies printed)."""
     name = push_site
     out = host("manage", name, "--", "shell", "-c",
                OBSERVE.replace("OBSERVER", repr("jean"))).stdout
@@ -350,7 +350,7 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
             return [n for n in notes if text in (n["body"] or "")]
         notes = wait_for(f"B's page to show comment {i}", shown, timeout=2, every=0.05)
         latencies.append(max(0.0, notes[0]["at"] / 1000 - made))
-        assert "commented on" in notes[0]["title"], notes
+        assert "Robin Rood commented on" in notes[0]["body"], notes
         # Its icon is the site's (React names /static/...: kept inside the prefix).
         assert urlparse(notes[0]["icon"]).path.startswith(f"/{name}/static/"), notes
     b.shot("notified")
