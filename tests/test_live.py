@@ -338,6 +338,7 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
     latencies = []
     for i in range(5):
         text = f"Comment {i} of robin for jean"
+        sent = time.time()
         r = a.post(base + "api/comments/CommentsByRFC",
                    data={"an": "submit_insert", "mt": ctype, "mk": group, "body": text},
                    headers={"X-CSRFToken": a.cookies["csrftoken"], "Referer": base},
@@ -349,14 +350,14 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
             notes = b.driver.execute_script("return window.__shown")
             return [n for n in notes if text in (n["body"] or "")]
         notes = wait_for(f"B's page to show comment {i}", shown, timeout=2, every=0.05)
-        latencies.append(max(0.0, notes[0]["at"] / 1000 - made))
+        latencies.append((notes[0]["at"] / 1000 - sent, notes[0]["at"] / 1000 - made))
         assert "Robin Rood commented on" in notes[0]["body"], notes
         # Its icon is the site's (React names /static/...: kept inside the prefix).
         assert urlparse(notes[0]["icon"]).path.startswith(f"/{name}/static/"), notes
     b.shot("notified")
-    print(f"\nnotification latency, comment made -> shown on B's page: "
-          f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
-    assert max(latencies) < 2, latencies
+    print("\nshown on B's page, after A sent the comment / after A's answer came back: "
+          + ", ".join(f"{s * 1000:.0f} / {m * 1000:.0f} ms" for s, m in latencies))
+    assert max(m for s, m in latencies) < 2, latencies
 
 
 def test_show_says_where_live_features_run(host, server, noi_sites):
