@@ -54,8 +54,14 @@ def test_init_switches_the_process_backend(bare):
 # -- real keeper, real Apache, real Lino sites ----------------------------------------
 
 def put_to_sleep(host, name):
-    """Restart *name* the documented way (wsgi.py touched) and wait till it sleeps."""
+    """Restart *name* the documented way (wsgi.py touched) and wait till the keeper saw
+    it (a site asleep already seems asleep before: a worker started meanwhile would
+    then be restarted under the test) and the site sleeps."""
+    log = host.root / "logs" / "keeper.log"
+    line = f"keeper: {name}: changed\n"
+    seen = log.read_text().count(line)
     os.utime(host.root / name / "apache" / "wsgi.py")
+    wait_for(f"the keeper to see {name} changed", lambda: log.read_text().count(line) > seen)
     wait_for(f"{name} asleep", lambda: status(host)[name]["state"] == "sleeping")
 
 
