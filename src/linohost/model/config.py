@@ -125,7 +125,8 @@ KEYS = (
         minimum=1),
     Key("keeper.zygotes", "boolean", True,
         "Fork workers warm from a zygote per site group (sites of one environment, app, "
-        "languages, front end, URL layout and database engine): a sleeping site answers in a "
+        "languages, front end, URL layout, database engine and own `lino.ini`): a sleeping "
+        "site answers in a "
         "fraction of a second and its worker shares the zygote's memory. Off: every worker "
         "starts Lino itself."),
     Key("keeper.variant_sites", "integer", 2,
