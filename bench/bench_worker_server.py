@@ -37,10 +37,9 @@ from bench_serve import API, ENV, _host_key, free_port, login, start_gunicorn, s
 from common import BenchHost, KeptHost, median, table, tree_memory, warm_up, wrk_latency
 
 
-def start_waitress(h, site, port, threads, sources=None):
+def start_waitress(h, site, port, threads):
     """linohost's keeper worker serving *site* on a listening TCP socket it inherits,
-    as the keeper starts it (its status pipe drained by a thread). *sources*: shipped
-    modules' sources to use instead ({"LINOHOST_SOURCE_worker": text}, say)."""
+    as the keeper starts it (its status pipe drained by a thread)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -49,8 +48,7 @@ def start_waitress(h, site, port, threads, sources=None):
     project = h.root / site
     request = {"site": site, "project": str(project), "keeper_pid": os.getpid(),
                "threads": threads, "idle_timeout": 0, "grace": 30, "jobs": None}
-    env = {**os.environ, **shipped.environ(), **(sources or {}),
-           "LINOHOST_LISTEN_FD": str(sock.fileno()),
+    env = {**os.environ, **shipped.environ(), "LINOHOST_LISTEN_FD": str(sock.fileno()),
            "LINOHOST_STATUS_FD": str(status_w), protocol.START: json.dumps(request)}
     as_owner = {}
     if os.geteuid() == 0:
