@@ -145,10 +145,9 @@ class ControlInterface:
         """Start the site's worker now, as its first request would (a failed site:
         its next try now)."""
         slot = self._slot(request)
-        if slot.state == st.SLEEPING:
-            self.keeper.incoming(slot)
-        elif slot.state == st.FAILED:
+        if slot.state == st.FAILED:
             slot.retry_at = 0
+        if slot.state in (st.SLEEPING, st.FAILED):
             self.keeper.incoming(slot)
         return {"ok": True, "state": slot.state}
 

@@ -84,6 +84,7 @@ class Slot:
 
     def row(self):
         now = time.time()
+        done = self.done_before + self.done
         return {
             "name": self.name, "state": self.state,
             "pid": self.proc.pid if self.proc else None,
@@ -103,8 +104,8 @@ class Slot:
                          if self.next_job is not None and self.jobs_known else None),
             "job_wakes": self.job_wakes,
             "refused": self.refused,
-            "responses": dict(zip(RESPONSE_CLASSES, (self.done_before + self.done).classes)),
-            "latency": (self.done_before + self.done).latency(),
+            "responses": dict(zip(RESPONSE_CLASSES, done.classes)),
+            "latency": done.latency(),
             "memory_limit_mib": self.limits.memory_mib if self.limits else None,
             "websockets": self.websockets,
             "channel_messages": (self.messages_before + self.messages
