@@ -119,10 +119,10 @@ def test_notifications_of_one_site_never_reach_another(host, kserver, noi_sites)
         ws_b.close()
 
 
-def test_a_websocket_without_a_worker_is_refused_and_wakes_nothing(
-        host, kserver, noi_sites):
-    """The site asleep: a browser's reconnects are answered (503) without a worker; an
-    HTTP request wakes it, and the websocket connects again."""
+def test_a_websocket_of_a_sleeping_site_waits_and_wakes_nothing(host, kserver, noi_sites):
+    """The site asleep: a browser's websocket is answered by the keeper's porch without
+    a worker and stays open; it wakes nothing. An HTTP request wakes the site, and the
+    same websocket (no reconnect) gets the site's notifications."""
     name = noi_sites[1]
     with host_config(host, **{"keeper.idle_timeout": 3}):
         time.sleep(1.5)                             # the keeper reads it every second
@@ -138,16 +138,22 @@ def test_a_websocket_without_a_worker_is_refused_and_wakes_nothing(
             while True:
                 ws.recv()
         cold = status(host)[name]["cold_starts"]
-        deadline = time.monotonic() + 8           # retries, as a tab would (every 1 s)
-        while time.monotonic() < deadline:
-            with pytest.raises(websocket.WebSocketBadStatusException) as e:
-                connect(kserver, name, session)
-            assert e.value.status_code == 503
-            time.sleep(1)
-        row = status(host)[name]
-        assert row["state"] == "sleeping" and row["cold_starts"] == cold
-        # One HTTP request wakes it; the websocket connects; notifications flow again.
-        assert_live_again(host, kserver, name, session)
+        ws = connect(kserver, name, session)        # as the tab reconnects
+        try:
+            assert received(ws, 8) == []            # open, silent, and nothing woke
+            row = status(host)[name]
+            assert (row["state"], row["cold_starts"]) == ("sleeping", cold), row
+            assert row["websockets_waiting"] == 1, row
+            assert "1 waiting" in host("status", name).stdout
+            # One HTTP request wakes it; the waiting websocket is the worker's now.
+            assert session.get(kserver.url(name), timeout=300).status_code == 200
+            wait_for("the websocket handed to the worker", lambda: (
+                lambda r: r["websockets"] == 1 and r["websockets_waiting"] == 0)(
+                    status(host)[name]), timeout=10)
+            notify(host, name)
+            assert received(ws, 10, 1) == ["live 0"]
+        finally:
+            ws.close()
 
 
 def test_a_killed_worker_loses_no_notification(host, kserver, noi_sites):
@@ -358,6 +364,29 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
     print("\nshown on B's page, after A sent the comment / after A's answer came back: "
           + ", ".join(f"{s * 1000:.0f} / {m * 1000:.0f} ms" for s, m in latencies))
     assert max(m for s, m in latencies) < 2, latencies
+
+    # The site asleep when A comments: B's tab waits at the keeper's porch; A's comment
+    # wakes the site, and B sees it as quickly.
+    with host_config(host, **{"keeper.idle_timeout": 3}):
+        time.sleep(1.5)
+        put_to_sleep(host, name)
+        wait_for("B's tab waiting at the porch",
+                 lambda: status(host)[name]["websockets_waiting"] == 1, timeout=60)
+        cold = status(host)[name]["cold_starts"]
+        text = "Comment of robin to a sleeping site"
+        sent = time.time()
+        r = a.post(base + "api/comments/CommentsByRFC",
+                   data={"an": "submit_insert", "mt": ctype, "mk": group, "body": text},
+                   headers={"X-CSRFToken": a.cookies["csrftoken"], "Referer": base},
+                   timeout=120)
+        assert r.status_code == 200 and r.json().get("success"), r.text[:300]
+        made = time.time()
+        notes = wait_for("B's page to show the comment to the sleeping site", lambda: [
+            n for n in b.driver.execute_script("return window.__shown")
+            if text in (n["body"] or "")], timeout=2, every=0.05)
+        print(f"asleep when A commented: shown {notes[0]['at'] / 1000 - sent:.2f} s after "
+              f"A sent it, {notes[0]['at'] / 1000 - made:.2f} s after A's answer")
+        assert status(host)[name]["cold_starts"] == cold + 1
 
 
 def test_show_says_where_live_features_run(host, server, noi_sites):

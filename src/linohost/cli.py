@@ -883,7 +883,9 @@ def _status_table(rows):
     started = lambda r: (f"plain: {r['plain_reason']}" if r.get("plain_reason")  # noqa: E731
                          else blank(r.get("start")))
     live = lambda r: ("" if r.get("websockets") is None  # noqa: E731
-                      else f"{r['websockets']} ws, {r['channel_messages']} msgs")
+                      else f"{r['websockets']} ws, {r['channel_messages']} msgs"
+                           + (f", {r['websockets_waiting']} waiting"
+                              if r.get("websockets_waiting") else ""))
     failure = lambda r: "; ".join(filter(None, (  # noqa: E731
         r["last_failure"], r.get("refused") and f"{r['refused']} answered 503: short of memory")))
     fenced = lambda r: ("" if r.get("memory_limit_mib") is None  # noqa: E731

@@ -35,6 +35,7 @@ from .actions import Actions
 from .admission import Admission
 from .alerts import Alerts
 from .pool import ZygotePool
+from .porch import Porch
 from .launch import Launcher
 from .registry import Registry
 from .reports import Reports
@@ -79,6 +80,7 @@ class Keeper:
         self.launcher = Launcher(self)
         self.actions = Actions(host)
         self.reports = Reports(self)
+        self.porch = Porch()
 
     # -- the loop -----------------------------------------------------------------
     def run(self):
@@ -93,6 +95,7 @@ class Keeper:
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(s, lambda signum, frame: self.signals.append(signum))
             self.sel.register(wake_r, selectors.EVENT_READ, lambda f: _drain(f))
+            self.porch.start()
             self.reconcile()                      # every socket bound ...
             self.wakeups.load()
             self.control.bind()                   # ... before anyone can ask
@@ -181,6 +184,9 @@ class Keeper:
                                     reg.fingerprint(name))
             self.slots[name].group = reg.group(name)
             self._listen(self.slots[name])
+            if paths.ws_socket(self.host, name).is_socket():  # left by a live site's worker
+                self.slots[name].websockets = 0                 # or the last keeper's porch
+                self._porch(self.slots[name])
             log.info("%s: added (sleeping)", name)
         for name in sorted(set(self.slots) - wanted):
             self.remove(self.slots[name])
@@ -234,7 +240,13 @@ class Keeper:
         except KeyError:
             pass
 
+    def _porch(self, slot):
+        """A live site sleeps: its websockets wait at the porch (:mod:`.porch`)."""
+        if slot.websockets is not None and not slot.removed:
+            self.porch.open(slot.name, paths.ws_socket(self.host, slot.name))
+
     def _close(self, slot):
+        self.porch.close(slot.name)
         self._unlisten(slot)
         slot.sock.close()
         paths.site_socket(self.host, slot.name).unlink(missing_ok=True)
@@ -357,6 +369,7 @@ class Keeper:
                 self._close(slot)
             else:
                 self._listen(slot)     # queued connections start the next worker at once
+                self._porch(slot)
 
     def _failed(self, slot, reason, at_least=0):
         """*slot*'s worker failed: the keeper answers its requests (503) and starts it
@@ -378,6 +391,7 @@ class Keeper:
     def shutdown(self):
         """Stop every worker (they finish their requests), remove every socket."""
         self.status_server.close()
+        self.porch.stop()
         running = [s for s in self.slots.values() if s.proc]
         for slot in running:
             self.stop(slot)

@@ -15,7 +15,7 @@ def site_socket(host, name):
 
 def ws_socket(host, name):
     """The websockets of a site with channels: bound by its worker while it runs
-    (worker.WS_SOCKET, in the project)."""
+    (worker.WS_SOCKET, in the project), by the keeper's porch while it sleeps."""
     return host.site_dir(name) / "apache" / "ws.sock"
 
 

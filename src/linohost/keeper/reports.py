@@ -5,7 +5,7 @@ import logging
 import os
 import time
 
-from . import protocol
+from . import paths, protocol
 from . import states as st
 from .slot import Done
 
@@ -87,6 +87,8 @@ class Reports:
     def live(self, slot, rest):
         websockets, messages = rest.split()
         slot.websockets, slot.messages = int(websockets), int(messages)
+        # Its worker serves the websockets now: those waiting at the porch go to it.
+        self.keeper.porch.hand_over(slot.name, paths.ws_socket(self.keeper.host, slot.name))
 
     def next_job(self, slot, rest):
         next_job = None if rest == "-" else float(rest)

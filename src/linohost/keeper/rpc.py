@@ -126,6 +126,8 @@ class ControlInterface:
         queued = {n: round(now - t, 1) for n, t in k.admission.queue.items()}
         return {"ok": True, "pid": os.getpid(), "fence": k.fence.kind,
                 "sites": [{**s.row(), "queued_s": queued.get(n),
+                           "websockets_waiting": (k.porch.held(n)
+                                                  if s.websockets is not None else None),
                            "memory_peak_kib": (k.fence.peak_kib(n, s.proc.pid if s.proc else None)
                                                if s.limits else None)}
                           for n, s in sorted(k.slots.items())],

@@ -8,7 +8,7 @@ each other as ``linohost_<name>`` and nothing of linohost.
 from importlib import resources
 
 #: The modules shipped, by their file names in this package.
-NAMES = ("protocol", "worker", "jobs", "zygote", "retarget")
+NAMES = ("protocol", "worker", "jobs", "zygote", "retarget", "unheard")
 
 _here = resources.files("linohost.keeper")
 BOOTSTRAP = _here.joinpath("bootstrap.py").read_text()

@@ -38,6 +38,7 @@ import traceback
 from pathlib import Path
 
 import linohost_protocol as protocol
+from linohost_unheard import Unheard
 
 #: Modules a worker does without: PyMuPDF imports onnxruntime for its optional layout
 #: analysis (which Lino does not use); it starts threads at import, which a process
@@ -194,11 +195,12 @@ class Live:
     of a thread of their own, started after the fork (a zygote has no loop, no thread).
 
     The websockets have a socket of their own, bound by this worker in the project
-    (:data:`WS_SOCKET`) and gone with it: while the site sleeps a browser's reconnect
-    is refused by the web server at once, and wakes nothing. Only HTTP requests keep
-    the site awake (they count in :class:`Activity`); when the worker leaves, its
-    websockets close with 1012 ("service restart") and browsers retry (every 10 s at
-    most, reconnecting-websocket's default) until an HTTP request wakes the site."""
+    (:data:`WS_SOCKET`) over the keeper's porch (keeper/porch.py, which holds a sleeping
+    site's websockets and hands them over once this worker says ``live``). Only HTTP
+    requests keep the site awake (they count in :class:`Activity`); when the worker
+    leaves, its websockets close with 1012 ("service restart") and browsers reconnect,
+    to the porch. What this worker sends before the handed-over websockets joined
+    their groups waits for them (:mod:`linohost_unheard`)."""
 
     def __init__(self, project):
         self.project = project
@@ -270,8 +272,9 @@ class Live:
                                 log_config=None, access_log=False, ws_ping_interval=20,
                                 timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
-        worker = Worker(application=channel, channels=[CHANNEL_NAME],
-                        channel_layer=get_channel_layer())
+        layer = get_channel_layer()
+        Unheard(layer)                  # what a just-woken site says before its tabs are back
+        worker = Worker(application=channel, channels=[CHANNEL_NAME], channel_layer=layer)
         tasks = [asyncio.ensure_future(worker.handle()),
                  asyncio.ensure_future(worker.application_checker())]
         ready.set()
