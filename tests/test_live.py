@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -174,6 +175,66 @@ def test_a_killed_worker_loses_no_notification(host, kserver, noi_sites):
     assert _messages(host, name) == stored
     assert_live_again(host, kserver, name, session)
     assert status(host)[name]["pid"] != pid
+
+
+#: Runs keeper/unheard.py (its source: WRAPPED) on the site's own channel layer
+#: (channels_redis on the test machine's Redis), as the worker does, with a clock of
+#: its own; prints what each channel received.
+UNHEARD = """
+import asyncio, types, uuid
+from channels.layers import get_channel_layer
+unheard = types.ModuleType("unheard")
+exec(SOURCE, unheard.__dict__)
+now = [0.0]
+
+async def got(layer, channel, within=1.0):
+    try:
+        return (await asyncio.wait_for(layer.receive(channel), within))["n"]
+    except asyncio.TimeoutError:
+        return None
+
+async def main():
+    layer = get_channel_layer()
+    if WRAPPED:
+        unheard.Unheard(layer, clock=lambda: now[0])
+    group, out = "unheard-" + uuid.uuid4().hex[:8], []
+    await layer.group_send(group, {"type": "note", "n": 1})      # nobody there
+    first = await layer.new_channel()
+    await layer.group_add(group, first)
+    out.append(await got(layer, first))
+    await layer.group_send(group, {"type": "note", "n": 2})      # heard at once
+    out.append(await got(layer, first))
+    second = await layer.new_channel()
+    await layer.group_add(group, second)
+    out.append(await got(layer, second, 0.5))                   # nothing again
+    await layer.group_discard(group, first)
+    await layer.group_discard(group, second)
+    await layer.group_send(group, {"type": "note", "n": 3})      # too old when
+    now[0] += unheard.KEEP_FOR + 1                              # one joins
+    third = await layer.new_channel()
+    await layer.group_add(group, third)
+    out.append(await got(layer, third, 0.5))
+    await layer.group_discard(group, third)
+    print("GOT", out)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("wrapped, expected", [
+    (True, [1, 2, None, None]),
+    (False, [None, 2, None, None]),         # channels alone drops the first
+])
+def test_a_message_nobody_heard_reaches_the_first_to_join(host, kserver, noi_sites,
+                                                          wrapped, expected):
+    """What a just-woken worker sends before the porch's websockets joined their groups
+    (keeper/unheard.py): kept for the first that joins; not kept when one is there; not
+    given twice; dropped when old."""
+    from linohost.keeper import unheard
+    source = Path(unheard.__file__).read_text()
+    script = (UNHEARD.replace("SOURCE", repr(source)).replace("WRAPPED", repr(wrapped)))
+    out = host("manage", noi_sites[0], "--", "shell", "-c", script).stdout
+    assert f"GOT {expected}" in out, out
 
 
 def assert_live_again(host, server, name, session):
