@@ -27,6 +27,7 @@ what `list`, `status --json` and `show` themselves cost per site, in seconds.
 import argparse
 import json
 import os
+import stat
 import random
 import time
 from pathlib import Path
@@ -60,7 +61,8 @@ def timed3(h, *args, runs=3, check=True):
 
 
 def disk(paths):
-    """Bytes on disk (allocated blocks) of the files under *paths*."""
+    """Bytes on disk (allocated blocks) of the files under *paths*; a file of the page
+    cache (hard links from N sites and the store) counts 1/N in each site."""
     total = 0
     for top in paths:
         if not top.exists():
@@ -71,9 +73,11 @@ def disk(paths):
         for d, dirs, files in os.walk(top):
             for f in [d, *(os.path.join(d, x) for x in files)]:
                 try:
-                    total += os.lstat(f).st_blocks * 512
+                    st = os.lstat(f)
                 except OSError:
-                    pass
+                    continue
+                shared = stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+                total += st.st_blocks * 512 / (st.st_nlink - 1 if shared else 1)
     return total
 
 

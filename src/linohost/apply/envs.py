@@ -11,7 +11,7 @@ from ..model import apps, names
 from ..model.env import Env
 from ..fs import atomic_write
 from .journal import Journal
-from . import warm
+from . import pagecache, warm
 from .users import own_tree
 
 #: What the keeper's workers serve with: waitress (HTTP, WSGI), uvicorn and wsproto
@@ -108,17 +108,21 @@ def run_site_tasks(ctx, env, project_dir, tasks, site=None):
     name = project_dir.name
     what = f"{' '.join(tasks)} ({name})"
     with _static_lent(ctx, env, name, "static" in tasks):
+        done = None
         if site is not None and site.env == env.name:
             done = warm.run_captured(ctx, site, [project_dir, *tasks], script=site_script(),
                                      what=what)
-            if done is not None:
-                return done
-        # One hash seed for every site: Django and Lino create content types (and other
-        # rows) in an order that follows set iteration, so that sites made alike hold
-        # alike rows where Lino's start-up reads, and can share a zygote (zygotes.py).
-        return ctx.system.run([env.bin_python, "-c", site_script(), project_dir, *tasks],
-                              as_site=name, cwd=project_dir, what=what,
-                              env={"PYTHONHASHSEED": "0"})
+        if done is None:
+            # One hash seed for every site: Django and Lino create content types (and
+            # other rows) in an order that follows set iteration, so that sites made
+            # alike hold alike rows where Lino's start-up reads, and can share a
+            # zygote (zygotes.py).
+            done = ctx.system.run([env.bin_python, "-c", site_script(), project_dir, *tasks],
+                                  as_site=name, cwd=project_dir, what=what,
+                                  env={"PYTHONHASHSEED": "0"})
+    if "cache" in tasks:
+        pagecache.share(ctx.host, project_dir)
+    return done
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..fs import atomic_write, remove_tree
+from . import pagecache
 
 #: kind -> function(ctx, **args) that destroys one resource, idempotently. Each
 #: operation module registers its own kinds; whoever undoes a journal another
@@ -30,6 +31,7 @@ def undo_step(kind):
 @undo_step("tree")
 def _undo_tree(ctx, path):
     remove_tree(path)
+    pagecache.prune(ctx.host)           # what only that tree linked
 
 
 @undo_step("file")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import Conflict, StepFailed, UsageError
 from ..model import siteids
-from . import keys
+from . import keys, pagecache
 from .journal import undo_step
 
 NOLOGIN = "/usr/sbin/nologin"
@@ -318,6 +318,10 @@ def project_needs_owning(ctx, site_name):
             if p in passages:
                 continue
             st = os.lstat(p)
+            if pagecache.is_shared(st):
+                if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, 0, pagecache.MODE):
+                    return True
+                continue
             in_media = p.startswith(media + os.sep) or p == media
             gid = ctx.system.web_owner[1] if in_media else owner[1]
             if st.st_uid != owner[0] or st.st_gid != gid or (
@@ -349,7 +353,10 @@ def own_tree(top, uid, gid, files=(0, 0), dirs=(0, 0)):
                     pass
                 continue
             try:
-                if not stat.S_ISDIR(os.fstat(fd).st_mode):     # directories: by fwalk
+                st = os.fstat(fd)
+                if pagecache.is_shared(st):     # the host's, shared by sites: root's
+                    _own_fd(fd, 0, 0, (0o7777, pagecache.MODE))
+                elif not stat.S_ISDIR(st.st_mode):              # directories: by fwalk
                     _own_fd(fd, uid, gid, files)
             finally:
                 os.close(fd)

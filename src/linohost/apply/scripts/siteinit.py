@@ -16,6 +16,7 @@ Linohost ships this file; it imports nothing of linohost.
 """
 import os
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -47,6 +48,16 @@ for task in tasks:
     elif task == "static":
         call_command("collectstatic", interactive=False, verbosity=0)
     elif task == "cache":
+        # One lino_version for every site of this environment (when its packages last
+        # changed), not the time of the build: sites alike then write the same files,
+        # which linohost stores once (apply/pagecache.py).
+        stamp = int(os.stat(sysconfig.get_paths()["purelib"]).st_mtime)
+        version = project / "lino_version.txt"
+        version.touch()
+        os.utime(version, (stamp, stamp))
+        kernel = settings.SITE.kernel
+        kernel._lino_version = float(stamp)
+        kernel.touch_lino_version = lambda: None
         settings.SITE.build_site_cache(force=True, verbosity=0)
     elif task == "previews":
         from lino.api import dd
