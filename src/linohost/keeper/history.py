@@ -10,6 +10,7 @@ new value is the difference); for the host, the workers' PSS, the requests and t
 available memory. Every ring shares one cursor and one array of sample times.
 Persisted as JSON (``run/keeper-history.json``) so that a restart keeps the day.
 """
+import bisect
 import json
 import threading
 from array import array
@@ -63,25 +64,26 @@ class History:
                 self.host[field][i] = value
             self.cursor = (i + 1) % self.size
 
-    def _rings(self, name):
-        return self.host if name is None else self.sites.get(name)
-
-    def total(self, name, field, since):
-        """The sum of *field* of site *name* (None: the host) in samples after *since*."""
+    def ordered(self, name):
+        """(times, {field: values}) of site *name* (None: the host), oldest first, of
+        the samples taken so far (the values empty for a site it does not hold)."""
         with self.lock:
-            ring = (self._rings(name) or {}).get(field)
-            if ring is None:
-                return 0
-            return sum(v for t, v in zip(self.times, ring) if t > since)
+            rings = self.host if name is None else self.sites.get(name, {})
+            c = self.cursor
+            times = self.times[c:] + self.times[:c]
+            skip = bisect.bisect_right(times, 0.0)      # not yet taken: the oldest
+            return (times[skip:].tolist(),
+                    {f: (r[c:] + r[:c])[skip:].tolist() for f, r in rings.items()})
 
     def series(self, name, field):
         """[(epoch, value)] of *field* of site *name* (None: the host), oldest first."""
-        with self.lock:
-            ring = (self._rings(name) or {}).get(field)
-            if ring is None:
-                return []
-            order = [*range(self.cursor, self.size), *range(self.cursor)]
-            return [(self.times[i], ring[i]) for i in order if self.times[i]]
+        times, values = self.ordered(name)
+        return list(zip(times, values.get(field, ())))
+
+    def total(self, name, field, since):
+        """The sum of *field* of site *name* (None: the host) in samples after *since*."""
+        times, values = self.ordered(name)
+        return sum(values.get(field, ())[bisect.bisect_right(times, since):])
 
     # -- persistence ---------------------------------------------------------------------
     def dumps(self):

@@ -2,6 +2,7 @@
 (the same as `linohost status`), what :class:`.sitefacts.SiteFacts` knows of it, its
 counts and small plots of the last day from :class:`.history.History`, host totals;
 plain HTML with inline SVG (render/templates/status), readable without JavaScript."""
+import bisect
 import time
 
 from ..processes import memory_of
@@ -21,15 +22,13 @@ def _age(epoch, now):
     return f"{hours:.1f} h ago" if hours < 48 else f"{hours / 24:.1f} d ago"
 
 
-def buckets(series, start, end, n, combine):
-    """*series* [(epoch, value)] as *n* points over [start, end), the values in each
-    n-th combined (max, sum; 0 where there is none)."""
+def buckets(times, values, start, end, n, combine):
+    """*values* at *times* (ascending) as *n* points over [start, end), the values in
+    each n-th combined (max, sum; 0 where there is none)."""
     step = (end - start) / n
-    found = [[] for _ in range(n)]
-    for t, v in series:
-        if start <= t < end:
-            found[min(n - 1, int((t - start) / step))].append(v)
-    return [(start + (i + 0.5) * step, combine(vs) if vs else 0) for i, vs in enumerate(found)]
+    cuts = [bisect.bisect_left(times, start + k * step) for k in range(n + 1)]
+    return [(start + (k + 0.5) * step, combine(values[a:b]) if b > a else 0)
+            for k, (a, b) in enumerate(zip(cuts, cuts[1:]))]
 
 
 def polyline(series, start, end):
@@ -44,15 +43,31 @@ def polyline(series, start, end):
             "top": top}
 
 
-def _plots(history, name, start, end, points):
-    """The memory (max per point, MiB) and requests (sum per point) plots of site
-    *name* (None: the host, every sample)."""
-    memory = [(t, v / 1024) for t, v in history.series(name, "pss_kib")]
-    requests = history.series(name, "requests")
-    if points:
-        memory = buckets(memory, start, end, points, max)
-        requests = buckets(requests, start, end, points, sum)
-    return {"memory": polyline(memory, start, end), "requests": polyline(requests, start, end)}
+def _site(history, name, now, start):
+    """Site *name*'s requests and 5xx in the last hour and day, and its memory (max
+    per point, MiB) and requests (sum per point) plots of SITE_POINTS points."""
+    times, values = history.ordered(name)
+    hour, day = (bisect.bisect_right(times, now - s) for s in (HOUR, DAY))
+    memory = [v / 1024 for v in values.get("pss_kib", ())]
+    requests, errors = values.get("requests", []), values.get("errors", [])
+    return {"requests_hour": sum(requests[hour:]), "errors_hour": sum(errors[hour:]),
+            "requests_day": sum(requests[day:]), "errors_day": sum(errors[day:]),
+            "plots": {"memory": polyline(buckets(times, memory, start, now, SITE_POINTS,
+                                                 max), start, now),
+                      "requests": polyline(buckets(times, requests, start, now, SITE_POINTS,
+                                                   sum), start, now)}}
+
+
+def _host(history, now, start):
+    """The host's plots (every sample: the workers' memory and the available memory,
+    MiB; requests) and its requests in the last hour and day."""
+    times, values = history.ordered(None)
+    line = lambda field, scale=1: polyline(                           # noqa: E731
+        [(t, v / scale) for t, v in zip(times, values[field])], start, now)
+    return {"memory": line("pss_kib", 1024), "available": line("available_kib", 1024),
+            "requests": line("requests"),
+            "requests_hour": history.total(None, "requests", now - HOUR),
+            "requests_day": history.total(None, "requests", now - DAY)}
 
 
 def page(reply, backups, memory=memory_of, busy=(), history=None, facts=None,
@@ -74,10 +89,7 @@ def page(reply, backups, memory=memory_of, busy=(), history=None, facts=None,
         disk = extra.get("disk_bytes")
         cert = certificates.get(facts.vhost(name)) if certificates else None
         if history:
-            extra.update({f"{what}_{window}": history.total(name, what, now - seconds)
-                          for what in ("requests", "errors")
-                          for window, seconds in (("hour", HOUR), ("day", DAY))},
-                         plots=_plots(history, name, start, now, SITE_POINTS))
+            extra.update(_site(history, name, now, start))
         sites.append({**row, **extra, "pss_mib": None if pss is None else round(pss / 1024),
                       "peak_mib": None if peak is None else round(peak / 1024),
                       "disk_mib": None if disk is None else round(disk / 2**20),
@@ -89,13 +101,7 @@ def page(reply, backups, memory=memory_of, busy=(), history=None, facts=None,
               "zygotes": len(zygotes),
               "zygotes_ready": sum(1 for z in zygotes if z["state"] == st.Z_READY),
               "pss_mib": round(pss_total / 1024)}
-    host = None
-    if history:
-        available = [(t, v / 1024) for t, v in history.series(None, "available_kib")]
-        host = {**_plots(history, None, start, now, None),
-                "available": polyline(available, start, now),
-                "requests_hour": history.total(None, "requests", now - HOUR),
-                "requests_day": history.total(None, "requests", now - DAY)}
+    host = _host(history, now, start) if history else None
     certs = [{"name": n, "until": time.strftime("%Y-%m-%d", time.localtime(end)),
               "days": round((end - now) / 86400)} for n, end in certificates.items()]
     return render("status/page.html.j2", sites=sites, totals=totals, host=host,
