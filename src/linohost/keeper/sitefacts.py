@@ -113,9 +113,11 @@ class SiteFacts:
 
     def measure_disks(self, names, now=None):
         """Measure the disk use of the sites *names* if the last measure is older than
-        DISK_EVERY seconds (the sampler thread calls this)."""
+        DISK_EVERY seconds (the sampler thread calls this); forget removed files."""
         now = time.monotonic() if now is None else now
         if self.disk_at is not None and now - self.disk_at < DISK_EVERY:
             return
         self.disk = {n: disk_use(self.host.site_dir(n)) for n in names}
         self.disk_at = now
+        # what was read of files gone since (sites removed) is forgotten
+        self._files = {p: hit for p, hit in list(self._files.items()) if p.exists()}
