@@ -83,6 +83,11 @@ def test_the_page_shows_counts_and_plots_of_the_sampled_day(bare):
     assert memory[-1][0] <= statuspage.WIDTH
     assert "memory of workers" in html and html.count("<polyline") == 5     # + host's 3
 
+    newer = Slot("beta", None, None)             # made since the last sample
+    html = statuspage.page({"sites": [slot.row(), newer.row()], "zygotes": []}, {},
+                           history=history, facts=facts, interval=300)
+    assert '<td class="num hour">0 / 0</td>' in _row(html, "beta")
+
     path = paths.history_file(host)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert History.load(path).total("alpha", "requests", 0) == 10

@@ -66,9 +66,11 @@ class History:
 
     def ordered(self, name):
         """(times, {field: values}) of site *name* (None: the host), oldest first, of
-        the samples taken so far (the values empty for a site it does not hold)."""
+        the samples taken so far (none of a site it does not hold)."""
         with self.lock:
-            rings = self.host if name is None else self.sites.get(name, {})
+            rings = self.host if name is None else self.sites.get(name)
+            if rings is None:
+                return [], {}
             c = self.cursor
             times = self.times[c:] + self.times[:c]
             skip = bisect.bisect_right(times, 0.0)      # not yet taken: the oldest
