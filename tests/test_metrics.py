@@ -91,7 +91,8 @@ def test_grafana_dashboard_names_only_metrics_that_exist():
     failed.state = st.FAILED
     text = _scrape(KeeperCollector(lambda: {"sites": [running.row(), failed.row()],
                                             "zygotes": []},
-                                   backups=lambda: {"alpha": 1.0}))
+                                   backups=lambda: {"alpha": 1.0},
+                                   certificates=lambda: {"example.org": 2.0}))
     exposed = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     named = {name for panel in dashboard["panels"] for target in panel["targets"]
              for name in re.findall(r"\blinohost_[a-z_]+", target["expr"])}

@@ -1,12 +1,16 @@
 """/_linohost/ through the front server of a real `linohost serve`: the metrics, the
 status page and its actions (with requests, and as a person clicks them in Chromium)."""
+import re
+import subprocess
+
 import pytest
 import requests
 from hoststate import status, wait_for
+from runner import host_config
 from test_keeper import put_to_sleep
 from prometheus_client.parser import text_string_to_metric_families
 
-from linohost.keeper import access
+from linohost.keeper import access, statuspage
 from linohost.keeper.metrics import last_backups
 from linohost.model.host import Host
 
@@ -62,13 +66,45 @@ def _state_in(html, site):
     return html.split(f"<td>{site}</td><td>", 1)[1].split("</td>", 1)[0]
 
 
+def _row(html, site):
+    return html.split(f"<td>{site}</td>", 1)[1].split("</tr>", 1)[0]
+
+
+def _last_hour(html, site):
+    """(requests, 5xx answers) of *site* in the last hour, as its row shows them."""
+    cell = _row(html, site).split('<td class="num hour">', 1)[1].split("</td>", 1)[0]
+    return tuple(int(n) for n in cell.split(" / "))
+
+
+def _requests_plotted(html, site):
+    """The heights of the points of *site*'s requests plot (0: none)."""
+    points = re.search(r'<svg class="plot requests"[^>]*>.*?(?:<polyline points="([^"]*)"|</svg>)',
+                       _row(html, site))[1] or ""
+    return [statuspage.HEIGHT - int(p.split(",")[1]) for p in points.split()]
+
+
 def test_status_page_lists_every_site_and_no_secret(host, kserver, cosi_sites):
+    """Every site, its state, app and environment; with a history sampled every
+    second, its requests in the last hour and in its plot; no secret."""
     site = sorted(cosi_sites.values())[0]
     page = kserver.base + "/_linohost/"
-    assert requests.get(kserver.url(site), timeout=300).status_code == 200
-    html = requests.get(page, timeout=30).text
+    with host_config(host, **{"keeper.history_interval": 1}):
+        before = _last_hour(requests.get(page, timeout=30).text, site)
+        for path in ("", "no/such/page/", ""):
+            requests.get(kserver.url(site) + path, timeout=300)
+        wait_for("the requests in the last hour",
+                 lambda: _last_hour(requests.get(page, timeout=30).text, site)[0]
+                 >= before[0] + 3)
+        html = requests.get(page, timeout=30).text
     assert _state_in(html, site) == "running"
     assert all(f"<td>{name}</td>" in html for name in status(host))
+    assert any(_requests_plotted(html, site)), _row(html, site)
+    env_python = Host.open(host.root).env("default").bin_python
+    version = subprocess.run([env_python, "-c", "import importlib.metadata as m; "
+                              "print(m.version('lino-cosi'))"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert f"<td>cosi {version}</td><td>default</td>" in _row(html, site)
+    assert "memory of workers" in html and "available memory" in html
     put_to_sleep(host, site)
     assert _state_in(requests.get(page, timeout=30).text, site) == "sleeping"
     key = "from django.conf import settings; print('KEY', settings.SECRET_KEY)"

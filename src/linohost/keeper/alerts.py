@@ -153,9 +153,8 @@ class Alerts:
         out = []
         names = [cfg["server_name"], *(s.domain for s in self._sites() if s.domain)]
         for name, (cert, _) in tls.certificates(cfg, names).items():
-            try:
-                end = ssl.cert_time_to_seconds(ssl._ssl._test_decode_cert(cert)["notAfter"])
-            except (OSError, ValueError, KeyError, ssl.SSLError):
+            end = tls.not_after(cert)
+            if end is None:
                 continue
             days = (end - time.time()) / 86400
             if days < cfg["alerts.certificate_days"]:

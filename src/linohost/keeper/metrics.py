@@ -47,9 +47,10 @@ FROM_ROWS = (
 class KeeperCollector:
     """A prometheus_client collector over the keeper's status rows."""
 
-    def __init__(self, status, backups=None, memory=memory_of):
+    def __init__(self, status, backups=None, memory=memory_of, certificates=None):
         self.status = status
         self.backups = backups or (lambda: {})
+        self.certificates = certificates or (lambda: {})
         self.memory = memory
 
     def describe(self):
@@ -110,6 +111,12 @@ class KeeperCollector:
         for name, epoch in sorted(self.backups().items()):
             backup.add_metric([name], epoch)
         yield backup
+        expiry = GaugeMetricFamily("linohost_certificate_expiry_timestamp_seconds",
+                                   "When the certificate the host serves for a name expires "
+                                   "(epoch; tls.mode files)", labels=["name"])
+        for name, epoch in sorted(self.certificates().items()):
+            expiry.add_metric([name], epoch)
+        yield expiry
         up = GaugeMetricFamily("linohost_scrape_timestamp_seconds", "When this scrape ran")
         up.add_metric([], time.time())
         yield up

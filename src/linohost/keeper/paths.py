@@ -57,3 +57,8 @@ def schedules_file(host):
 def status_socket(host):
     """The keeper's own HTTP server for /_linohost/ (status page, metrics)."""
     return sockets_dir(host) / "_linohost.sock"
+
+
+def history_file(host):
+    """The status page's history of the last day (keeper/history.py): root's only."""
+    return host.run_dir / "keeper-history.json"

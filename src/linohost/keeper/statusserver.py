@@ -4,7 +4,8 @@ loop, answering one request at a time (scrapes are rare and cheap).
 
 It serves ``/_linohost/metrics``, the status page ``/_linohost/`` and its actions
 (``sites/SITE/wake|sleep|backup``, POST; ``sites/SITE/log``); every request passes
-:class:`.access.Gate`.
+:class:`.access.Gate`. Beside it runs the thread that samples the page's history
+(:class:`.sampler.Sampler`).
 """
 import os
 import re
@@ -20,7 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from . import control, paths, statuspage
 from .access import Gate
 from .actions import ActionError
+from .history import History
 from .metrics import KeeperCollector, last_backups
+from .sampler import Sampler
+from .sitefacts import SiteFacts
 
 PREFIX = "/_linohost/"
 MAX_BODY = 64 * 1024
@@ -120,7 +124,8 @@ class _Handler(WSGIRequestHandler):
 
 
 def for_keeper(keeper):
-    """The server of *keeper* (not yet started): its status rows and run/backups.json."""
+    """The server of *keeper* (not yet started): its status rows, run/backups.json,
+    the history (run/keeper-history.json, kept by its sampler) and the sites' facts."""
     host = keeper.host
     def status():
         # Read from this thread while the loop runs: a dict may change under the
@@ -132,18 +137,25 @@ def for_keeper(keeper):
                 time.sleep(0.01)
         return keeper.control.status({})
     backups = lambda: last_backups(host.backup_results)     # noqa: E731
-    collector = KeeperCollector(status, backups=backups)
+    interval = lambda: host.cfg["keeper.history_interval"]  # noqa: E731 - as it is now
+    facts = SiteFacts(host)
+    history = History.load(paths.history_file(host))
+    sampler = Sampler(status, history, paths.history_file(host), interval, facts=facts)
+    collector = KeeperCollector(status, backups=backups, certificates=facts.certificates)
     app = application(collector, Gate(host), actions=keeper.actions,
                       page=lambda: statuspage.page(status(), backups(),
-                                                   busy=keeper.actions.busy()))
-    return StatusServer(paths.status_socket(host), app, web_gid=keeper.web_gid)
+                                                   busy=keeper.actions.busy(),
+                                                   history=history, facts=facts,
+                                                   interval=interval()))
+    return StatusServer(paths.status_socket(host), app, web_gid=keeper.web_gid,
+                        sampler=sampler)
 
 
 class StatusServer:
     """The server bound to *path* (owner and the web server's group only), running
-    in a daemon thread."""
+    in a daemon thread, and its *sampler* (started and closed with it)."""
 
-    def __init__(self, path, app, web_gid=None):
+    def __init__(self, path, app, web_gid=None, sampler=None):
         path.unlink(missing_ok=True)
         old = os.umask(0o077)
         try:
@@ -154,16 +166,20 @@ class StatusServer:
             os.chown(path, 0, web_gid)
         os.chmod(path, 0o660)
         self.server.set_app(app)
-        self.path = path
+        self.path, self.sampler = path, sampler
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.5},
                                        name="status-server", daemon=True)
 
     def start(self):
         self.thread.start()
+        if self.sampler is not None:
+            self.sampler.start()
         return self
 
     def close(self):
+        if self.sampler is not None:
+            self.sampler.close()
         self.server.shutdown()
         self.server.server_close()
         self.path.unlink(missing_ok=True)

@@ -160,6 +160,10 @@ KEYS = (
     Key("keeper.proxy_timeout", "integer", 300,
         "Seconds Apache waits for a site's answer (a sleeping site's first one includes "
         "its start).", minimum=1),
+    Key("keeper.history_interval", "integer", 300,
+        "Seconds between two samples of the status page's history (each site's memory, "
+        "requests and 5xx answers, the host's memory); it keeps 288 samples, a day at 300.",
+        minimum=1),
     Key("limits.memory", "integer", 1024,
         "MiB a site's worker may hold (with what it starts); beyond it the kernel ends "
         "the worker and the site answers 503 for a moment (0: no limit). A site's own: "

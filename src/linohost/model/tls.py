@@ -7,6 +7,7 @@ nginx certbot: :mod:`..apply.system_nginx`).
 """
 
 import os
+import ssl
 from pathlib import Path
 
 from ..errors import UsageError
@@ -91,6 +92,14 @@ def certificates(cfg, names):
     if cfg["tls.mode"] != "files":
         return {}
     return {n: certificate(cfg, n) for n in names}
+
+
+def not_after(cert):
+    """When the PEM certificate file *cert* expires (epoch); None if it is unreadable."""
+    try:
+        return ssl.cert_time_to_seconds(ssl._ssl._test_decode_cert(str(cert))["notAfter"])
+    except (OSError, ValueError, KeyError, ssl.SSLError):
+        return None
 
 
 def apache_modules(cfg):
