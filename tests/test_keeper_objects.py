@@ -3,6 +3,7 @@ allowed and every refused change) and the control interface's dispatch table."""
 
 import itertools
 import types
+from pathlib import Path
 
 import pytest
 
@@ -141,10 +142,12 @@ def test_what_a_worker_says_reaches_its_slot_and_a_garbled_line_is_logged(caplog
     from linohost.keeper import protocol
     from linohost.keeper.reports import Reports
     ns = types.SimpleNamespace
-    learned, saved, moved, measured = [], [], [], []
+    learned, saved, moved, measured, handed = [], [], [], [], []
     k = ns(_to=lambda slot, state: moved.append(state) or setattr(slot, "state", state),
            admission=ns(ready=measured.append), wakeups=ns(save=lambda: saved.append(1)),
-           pool=ns(learn_variant=lambda *a: learned.append(a)), _unregister=lambda f: None)
+           pool=ns(learn_variant=lambda *a: learned.append(a)), _unregister=lambda f: None,
+           host=ns(site_dir=lambda name: Path("/sites") / name),
+           porch=ns(hand_over=lambda name, path: handed.append((name, path))))
     r, w = os.pipe()
     os.set_blocking(r, False)
     slot = ns(name="s1", group="g", status=r, buffer=b"", state=states.STARTING,
@@ -170,6 +173,7 @@ def test_what_a_worker_says_reaches_its_slot_and_a_garbled_line_is_logged(caplog
     assert (slot.failures, slot.tried, slot.plain_reason) == (0, set(), None)
     assert (slot.requests, slot.last_request) == (3, 1700000000.5)
     assert (slot.websockets, slot.messages) == (2, 9)
+    assert handed == [("s1", Path("/sites/s1/apache/ws.sock"))]    # to its worker now
     assert (slot.next_job, slot.jobs_known, saved) == (1700000100.0, True, [1])
     assert learned == [("s1", "g", "d1 {}")]
     assert (slot.done.classes, slot.done.seconds) == ([0, 2, 0, 1, 0], 0.75)
