@@ -44,10 +44,13 @@ def is_shared(st):
 def share(host, project):
     """Put the files of *project*'s media/cache into the store and link them from
     there; return (files shared, bytes they take in the site no more)."""
+    cache = project / "media" / "cache"
+    if not cache.is_dir() or cache.is_symlink():    # an app without front-end files
+        return 0, 0
     store = store_dir(host)
     _mkdir(store)
     files = saved = 0
-    for _, _, filenames, dirfd in os.fwalk(project / "media" / "cache", follow_symlinks=False):
+    for _, _, filenames, dirfd in os.fwalk(cache, follow_symlinks=False):
         for name in filenames:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or is_shared(st) or name.startswith(TMP_PREFIX):
