@@ -246,7 +246,8 @@ class Keeper:
             self.porch.open(slot.name, paths.ws_socket(self.host, slot.name))
 
     def _close(self, slot):
-        self.porch.close(slot.name)
+        if slot.removed:                    # (at a stop its socket file stays: porch.stop)
+            self.porch.close(slot.name)
         self._unlisten(slot)
         slot.sock.close()
         paths.site_socket(self.host, slot.name).unlink(missing_ok=True)
@@ -391,7 +392,6 @@ class Keeper:
     def shutdown(self):
         """Stop every worker (they finish their requests), remove every socket."""
         self.status_server.close()
-        self.porch.stop()
         running = [s for s in self.slots.values() if s.proc]
         for slot in running:
             self.stop(slot)
@@ -406,6 +406,7 @@ class Keeper:
                 slot.proc.wait()
         for slot in list(self.slots.values()):
             self._close(slot)
+        self.porch.stop()                   # the live sites' socket files stay: markers
         self.pool.stop_all()
         self.fence.close(())
         self.control.close()

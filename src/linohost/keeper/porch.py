@@ -135,6 +135,8 @@ class Porch:
     # -- called from the keeper's thread ------------------------------------------------
     def open(self, name, path):
         """Bind *path* (atomically over a stale one) and answer its websockets."""
+        if not self.loop.is_running():
+            return
         tmp = path.with_name("ws.keeper.sock")
         tmp.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -153,12 +155,13 @@ class Porch:
 
     def hand_over(self, name, path):
         """*name*'s worker serves *path* now: relay the waiting websockets to it."""
-        if name in self.servers:
+        if name in self.servers and self.loop.is_running():
             asyncio.run_coroutine_threadsafe(self._hand_over(name, path), self.loop)
 
     def close(self, name, unlink=True):
         """No porch for *name* any more: its waiting websockets are closed."""
-        asyncio.run_coroutine_threadsafe(self._close(name, unlink), self.loop).result(10)
+        if self.loop.is_running():          # (after stop() nothing waits any more)
+            asyncio.run_coroutine_threadsafe(self._close(name, unlink), self.loop).result(10)
 
     def stop(self):
         """Close every porch and relay; the socket files stay (the next keeper binds
