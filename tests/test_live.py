@@ -402,21 +402,25 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
     sockets = Sockets(b)
     wait_for("B's signed-in websocket", lambda: sockets.read().signed_in, timeout=60)
     a = signed_in(base, "robin")
-    latencies = []
-    for i in range(5):
-        text = f"Comment {i} of robin for jean"
+
+    def comment_and_see(text):
+        """A comments *text*; B's page shows it within 2 s: (what it showed, when A
+        sent it, when A's answer came back: the comment and its notification exist)."""
         sent = time.time()
         r = a.post(base + "api/comments/CommentsByRFC",
                    data={"an": "submit_insert", "mt": ctype, "mk": group, "body": text},
                    headers={"X-CSRFToken": a.cookies["csrftoken"], "Referer": base},
                    timeout=120)
         assert r.status_code == 200 and r.json().get("success"), r.text[:300]
-        made = time.time()                  # the comment and its notification exist
+        made = time.time()
+        notes = wait_for(f"B's page to show {text!r}", lambda: [
+            n for n in b.driver.execute_script("return window.__shown")
+            if text in (n["body"] or "")], timeout=2, every=0.05)
+        return notes, sent, made
 
-        def shown():
-            notes = b.driver.execute_script("return window.__shown")
-            return [n for n in notes if text in (n["body"] or "")]
-        notes = wait_for(f"B's page to show comment {i}", shown, timeout=2, every=0.05)
+    latencies = []
+    for i in range(5):
+        notes, sent, made = comment_and_see(f"Comment {i} of robin for jean")
         latencies.append((notes[0]["at"] / 1000 - sent, notes[0]["at"] / 1000 - made))
         assert "Robin Rood commented on" in notes[0]["body"], notes
         # Its icon is the site's (React names /static/...: kept inside the prefix).
@@ -434,17 +438,7 @@ def test_one_user_comments_and_another_sees_it_at_once(host, kserver, push_site,
         wait_for("B's tab waiting at the porch",
                  lambda: status(host)[name]["websockets_waiting"] == 1, timeout=60)
         cold = status(host)[name]["cold_starts"]
-        text = "Comment of robin to a sleeping site"
-        sent = time.time()
-        r = a.post(base + "api/comments/CommentsByRFC",
-                   data={"an": "submit_insert", "mt": ctype, "mk": group, "body": text},
-                   headers={"X-CSRFToken": a.cookies["csrftoken"], "Referer": base},
-                   timeout=120)
-        assert r.status_code == 200 and r.json().get("success"), r.text[:300]
-        made = time.time()
-        notes = wait_for("B's page to show the comment to the sleeping site", lambda: [
-            n for n in b.driver.execute_script("return window.__shown")
-            if text in (n["body"] or "")], timeout=2, every=0.05)
+        notes, sent, made = comment_and_see("Comment of robin to a sleeping site")
         print(f"asleep when A commented: shown {notes[0]['at'] / 1000 - sent:.2f} s after "
               f"A sent it, {notes[0]['at'] / 1000 - made:.2f} s after A's answer")
         assert status(host)[name]["cold_starts"] == cold + 1
