@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 
 import psycopg
@@ -131,8 +132,11 @@ def test_later_demo_sites_load_the_data_prep_made(host):
     p1 = host("new", first, "--app", "cosi", "--languages", "en,fr")
     p2 = host("new", second, "--app", "cosi", "--languages", "en,fr")
     try:
-        assert "demo data made by prep" not in p1.stderr and "demo" in p1.stderr
-        assert f"the demo data made by prep today for {first}" in p2.stderr
+        # Another test of this host may have made the kind's template first.
+        made = re.search(r"demo data made by prep today for (\S+)", p1.stderr)
+        assert made or "demo" in p1.stderr
+        assert f"the demo data made by prep today for {made[1] if made else first}" \
+            in p2.stderr
         assert fingerprint(host, second) == fingerprint(host, first)
         assert "no issues" in host("manage", second, "--", "check").stderr + \
             host("manage", second, "--", "check").stdout
