@@ -257,6 +257,7 @@ def test_a_site_that_cannot_start_gets_the_keepers_503_and_others_answer(host, k
         assert "4711" not in r.text and "Traceback" not in r.text
         row = status(host)[name]
         assert row["state"] == "failed" and "failed to start" in row["last_failure"]
+        assert row["failed_starts"] >= 1 and row["last_start"] is None
         assert "4711" in (host.root / "logs" / "sites" / f"{name}.log").read_text()
         # the others are unaffected
         for other in cosi_sites.values():
@@ -268,6 +269,9 @@ def test_a_site_that_cannot_start_gets_the_keepers_503_and_others_answer(host, k
     # repaired: the change ends the backoff and the site answers again
     wait_for("the repaired site", lambda: requests.get(kserver.url(name), timeout=300)
              .status_code == 200, timeout=300, every=1)
+    row = status(host)[name]        # the failures are counted on, the start is dated
+    assert row["failed_starts"] >= 1 and row["last_failure"]
+    assert row["last_start"][:10] == time.strftime("%Y-%m-%d")
     host("rm", name, "--yes", "--no-archive")
 
 

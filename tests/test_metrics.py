@@ -33,7 +33,7 @@ def test_metrics_follow_the_slots(tmp_path):
     awake, asleep = Slot("alpha", None, None), Slot("beta", None, None)
     awake.state, awake.proc, awake.requests, awake.cold_starts = st.RUNNING, _Proc(), 7, 2
     awake.last_start_s = 1.25
-    asleep.requests_before = 3
+    asleep.requests_before, asleep.failed_starts = 3, 4
     results = tmp_path / "backups.json"
     results.write_text(json.dumps({"alpha": {"ok": 1700000000.0, "error": None},
                                    "beta": {"failed": 1700000001.0, "error": "disk full"}}))
@@ -47,6 +47,8 @@ def test_metrics_follow_the_slots(tmp_path):
     assert _samples(text, "linohost_site_state")[(("site", "alpha"), ("state", st.RUNNING))] == 1.0
     assert _samples(text, "linohost_site_state")[(("site", "beta"), ("state", st.SLEEPING))] == 1.0
     assert _samples(text, "linohost_site_cold_starts_total")[(("site", "alpha"),)] == 2.0
+    assert _samples(text, "linohost_site_failed_starts_total") == {
+        (("site", "alpha"),): 0.0, (("site", "beta"),): 4.0}
     assert _samples(text, "linohost_workers") == {(): 1.0}
     pss = _samples(text, "linohost_site_pss_bytes")
     assert list(pss) == [(("site", "alpha"),)] and pss[(("site", "alpha"),)] > 0

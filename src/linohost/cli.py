@@ -887,7 +887,8 @@ def _status_table(rows):
                            + (f", {r['websockets_waiting']} waiting"
                               if r.get("websockets_waiting") else ""))
     failure = lambda r: "; ".join(filter(None, (  # noqa: E731
-        r["last_failure"], r.get("refused") and f"{r['refused']} answered 503: short of memory")))
+        r.get("failed_starts") and f"{r['failed_starts']} failed starts", r["last_failure"],
+        r.get("refused") and f"{r['refused']} answered 503: short of memory")))
     fenced = lambda r: ("" if r.get("memory_limit_mib") is None  # noqa: E731
                         else f"{mib(r.get('memory_peak_kib')) or '-'} / "
                              f"{r['memory_limit_mib'] or 'none'}")

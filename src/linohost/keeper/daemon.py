@@ -376,6 +376,7 @@ class Keeper:
         """*slot*'s worker failed: the keeper answers its requests (503) and starts it
         again after a backoff (*at_least* seconds)."""
         slot.failures += 1
+        slot.failed_starts += 1
         slot.last_failure = reason
         wait = max(at_least, st.backoff(slot.failures))
         slot.retry_at = time.monotonic() + wait

@@ -33,6 +33,8 @@ FROM_ROWS = (
      "requests", 1),
     (CounterMetricFamily, "linohost_site_cold_starts", "Workers started for a request",
      "cold_starts", 1),
+    (CounterMetricFamily, "linohost_site_failed_starts",
+     "Starts of the site's worker that failed", "failed_starts", 1),
     (GaugeMetricFamily, "linohost_site_last_start_seconds",
      "How long the last worker took to become ready", "last_start_s", 1),
     (CounterMetricFamily, "linohost_site_refused_requests",

@@ -59,6 +59,7 @@ class Slot:
         self.websockets = None
         self.messages_before = self.messages = 0
         self.cold_starts = self.failures = 0
+        self.failed_starts = 0          # starts that failed, since the keeper started
         self.last_failure = None
         self.last_start_s = None
         self.retry_at = 0.0
@@ -94,6 +95,9 @@ class Slot:
                              if self.last_request else None),
             "cold_starts": self.cold_starts,
             "last_start_s": self.last_start_s,
+            "last_start": (time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.ready_wall))
+                           if self.ready_wall else None),
+            "failed_starts": self.failed_starts,
             "start": self.start_mode,
             "plain_reason": self.plain_reason,
             "zygote": self.zygote,
