@@ -17,6 +17,7 @@ import requests
 import websocket
 
 from hoststate import site_pids
+from linohost.model import tls
 from runner import host_config
 from serving import free_port, start_serve, stop_serve
 from leftovers import assert_one_error_line
@@ -27,6 +28,7 @@ from test_browser import (AccessLog, active_service_worker, browser,  # noqa: F4
 from test_keeper import Load
 from test_live import notify, received, signed_in
 from test_tls import ca, pebble, start_https_serve  # noqa: F401 (fixtures)
+from test_tls import certificate_expiry
 from tlsca import make_ca
 
 pytestmark = [pytest.mark.slow, pytest.mark.nginx]
@@ -280,7 +282,7 @@ def test_acme_certificate_from_pebble_with_certbot(bare, pebble, ca, tmp_path):
     target = confdir / "sites-available" / "linohost.conf"
     le, name = tmp_path / "letsencrypt", "lh.example.test"
     cert = le / "live" / name / "fullchain.pem"
-    with host_config(bare, **{"server_name": name, "tls.mode": "acme",
+    with host_config(bare, **{"server_name": name, "tls.mode": "acme", "web_server": "nginx",
                               "tls.acme_directory": pebble["directory"],
                               "tls.acme_ca_file": str(ca["ca"]),
                               "tls.acme_email": "ops@linohost.test",
@@ -295,6 +297,7 @@ def test_acme_certificate_from_pebble_with_certbot(bare, pebble, ca, tmp_path):
         issuer = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-in", str(cert)],
                                 capture_output=True, text=True).stdout
         assert "Pebble" in issuer, issuer
+        assert certificate_expiry(bare) == {name: tls.not_after(cert)}    # page, metrics
         assert bare("config", "nginx", "--diff", env=env).stdout == ""
         # a renewal as Debian's certbot.timer runs it, from what certbot stored
         renewal = (le / "renewal" / f"{name}.conf").read_text()

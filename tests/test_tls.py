@@ -255,6 +255,7 @@ def test_acme_certificate_from_pebble_served_by_the_system_apache(
             "tls.mode": "acme", "tls.acme_directory": pebble["directory"],
             "tls.acme_ca_file": str(ca["ca"]), "tls.acme_email": "ops@linohost.test",
             "tls.https_port": a.https, "apache.vhost_port": a.http,
+            "apache.md_store_dir": str(a.dir / "md"),
             "apache.config_path": str(a.conf / "sites-available" / "linohost.conf")}):
         text = tls_host("config", "apache").stdout
         for line in (f"MDCertificateAuthority {pebble['directory']}", "MDomain localhost",
@@ -290,6 +291,26 @@ def test_acme_certificate_from_pebble_served_by_the_system_apache(
         r = requests.get(f"http://localhost:{a.http}/{tls_host.site}/", allow_redirects=False)
         assert r.status_code == 301
         assert r.headers["Location"] == f"{base}/{tls_host.site}/"
+        # The status page and the metrics read its expiry where mod_md keeps it.
+        assert certificate_expiry(tls_host) == {"localhost": served_until(base, pebble)}
+
+
+def certificate_expiry(h):
+    """{vhost: epoch} as the keeper's status page and metrics read it (sitefacts)."""
+    from linohost.keeper.sitefacts import SiteFacts
+    from linohost.model.host import Host
+    return SiteFacts(Host.open(h.root)).certificates()
+
+
+def served_until(base, pebble):
+    """When the certificate served at *base* (https://NAME:PORT) expires (epoch)."""
+    import socket
+    import ssl
+    host, port = base.split("//")[1].split(":")
+    ctx = ssl.create_default_context(cafile=str(pebble["root"]))
+    with socket.create_connection((host, int(port)), timeout=10) as s, \
+            ctx.wrap_socket(s, server_hostname=host) as t:
+        return ssl.cert_time_to_seconds(t.getpeercert()["notAfter"])
 
 
 def test_serve_under_acme_needs_certificate_files(tls_host):

@@ -23,6 +23,7 @@ from ..backends.web.nginx import first_error
 from ..errors import StepFailed, UsageError
 from ..fs import atomic_write
 from ..keeper import paths as keeper_paths
+from ..model import tls
 from ..render import apache as render_apache
 from ..render import nginx as render_nginx
 from .system_apache import diff_file, vhosts, write_landing
@@ -58,16 +59,10 @@ def acme_dir(ctx):
     return ctx.host.root / "acme"
 
 
-def live(cfg, name):
-    """(certificate chain, key) of *name* where certbot keeps them."""
-    d = Path(cfg["certbot.config_dir"]) / "live" / name
-    return d / "fullchain.pem", d / "privkey.pem"
-
-
 def acme_certificate(ctx, name):
     """certbot's certificate of *name*, or while it has none the placeholder."""
-    if all(p.exists() for p in live(ctx.cfg, name)):
-        return tuple(map(str, live(ctx.cfg, name)))
+    if all(p.exists() for p in tls.certbot_files(ctx.cfg, name)):
+        return tuple(map(str, tls.certbot_files(ctx.cfg, name)))
     return str(acme_dir(ctx) / "placeholder.crt"), str(acme_dir(ctx) / "placeholder.key")
 
 
@@ -93,7 +88,7 @@ def obtain(ctx):
         raise UsageError("tls.mode acme with nginx needs certbot: apt-get install certbot")
     mounts, listen, _ = vhosts(ctx)
     missing = [n for n in render_apache.vhost_names(mounts, listen)
-               if not all(p.exists() for p in live(cfg, n))]
+               if not all(p.exists() for p in tls.certbot_files(cfg, n))]
     config_dir = Path(cfg["certbot.config_dir"])
     args = [exe, "certonly", "--non-interactive", "--agree-tos", "--webroot",
             "-w", str(acme_dir(ctx) / "webroot"), "--server", cfg["tls.acme_directory"],

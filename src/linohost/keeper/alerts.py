@@ -8,7 +8,8 @@ much: the numbers are in the body) (kept across restarts in
 - a site's last backup failed, or its newest is older than ``alerts.backup_days`` days
   (sites never backed up are not reported: `linohost config systemd` installs the
   nightly backup);
-- a certificate of ``tls.mode = files`` expires within ``alerts.certificate_days``;
+- a certificate the host serves (the operator's files, or mod_md's or certbot's)
+  expires within ``alerts.certificate_days``;
 - the host's available memory is under ``keeper.min_free_memory``, or the host root's
   disk has less than ``alerts.min_free_disk`` MiB free.
 

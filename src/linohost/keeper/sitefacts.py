@@ -2,8 +2,8 @@
 cached so that a page of hundreds of sites stays fast: its app, the app's version
 installed in its environment, the environment's name, the disk use of its directory
 (measured by the sampler thread at most every :data:`DISK_EVERY` seconds, never on a
-page's request) and when the certificates the host serves expire (``tls.mode =
-files``). Each file read here is read again only when its mtime changed.
+page's request) and when the certificates the host serves expire (the operator's
+files, or where mod_md or certbot keep them). Each file read here is read again only when its mtime changed.
 """
 import importlib.metadata
 import os
@@ -101,7 +101,8 @@ class SiteFacts:
         return (site.domain if site and site.domain else None) or self.host.cfg["server_name"]
 
     def certificates(self):
-        """{vhost name: epoch its certificate expires} (tls.mode files; {} otherwise)."""
+        """{vhost name: epoch its certificate expires} ({} with tls off; a name
+        without a certificate yet is left out)."""
         cfg = self.host.cfg
         names = {cfg["server_name"], *(self.vhost(n) for n in self.host.site_names())}
         out = {}

@@ -231,6 +231,9 @@ KEYS = (
     Key("tls.acme_ca_file", "string", "",
         "acme: CA certificates (PEM) to trust for the ACME directory, e.g. a test CA "
         "(empty: the system's)."),
+    Key("apache.md_store_dir", "string", "/etc/apache2/md",
+        "acme with Apache: mod_md's store (its MDStoreDir; Debian's is ServerRoot/md), where "
+        "the keeper reads when each certificate expires (the status page, the metrics)."),
     Key("certbot.config_dir", "string", "/etc/letsencrypt",
         "acme with nginx: certbot's directory (its accounts, certificates and renewal "
         "settings; Debian's certbot.timer renews what is in /etc/letsencrypt)."),

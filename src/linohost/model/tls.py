@@ -87,11 +87,29 @@ def certificate(cfg, name):
     return cfg["tls.cert_file"], cfg["tls.key_file"]
 
 
+def certbot_files(cfg, name):
+    """(certificate chain, key) of *name* where certbot keeps them (acme with nginx)."""
+    d = Path(cfg["certbot.config_dir"]) / "live" / name
+    return d / "fullchain.pem", d / "privkey.pem"
+
+
+def md_files(cfg, name):
+    """(certificate chain, key) of *name* where mod_md keeps those in use (acme with
+    Apache; a renewed one waits in staging/ until Apache's next graceful restart)."""
+    d = Path(cfg["apache.md_store_dir"]) / "domains" / name
+    return d / "pubcert.pem", d / "privkey.pem"
+
+
 def certificates(cfg, names):
-    """{name: (cert file, key file)} of the vhosts *names* (files mode; {} otherwise)."""
-    if cfg["tls.mode"] != "files":
-        return {}
-    return {n: certificate(cfg, n) for n in names}
+    """{name: (cert file, key file)} of the vhosts *names*: the operator's files, or
+    where the ACME client of the web server keeps them ({} with tls off)."""
+    mode = cfg["tls.mode"]
+    if mode == "files":
+        return {n: certificate(cfg, n) for n in names}
+    if mode == "acme":
+        where = certbot_files if cfg["web_server"] == "nginx" else md_files
+        return {n: tuple(map(str, where(cfg, n))) for n in names}
+    return {}
 
 
 def not_after(cert):
