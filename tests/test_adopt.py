@@ -3,15 +3,20 @@ projects sharing one djangosite_local.py, populated by their own `manage.py prep
 Adopted: the same rows per table, its own settings in effect and below the marker,
 the source untouched; bad input changes nothing; a kill half-way is repaired."""
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
 import tempfile
+import tomllib
 from pathlib import Path
 
+import psycopg
+import pymysql
 import pytest
 
 from runner import kill_at
@@ -179,6 +184,117 @@ def test_bad_input_changes_nothing(host, seed, adopted, tmp_path):
     finally:
         shutil.rmtree(raising)
     assert tree_hash(seed) == before
+
+
+# -- a source on PostgreSQL or MariaDB, reached with its own user -------------------------
+
+SERVER_DATABASES = {
+    "postgresql": {"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1",
+                   "PORT": "5432"},
+    "mysql": {"ENGINE": "django.db.backends.mysql", "HOST": "127.0.0.1", "PORT": "3306",
+              "OPTIONS": {"charset": "utf8mb4"}},
+}
+#: What a project on MariaDB without mysqlclient has (the environment has PyMySQL).
+PYMYSQL = "import pymysql\npymysql.install_as_MySQLdb()\n"
+
+
+def admin_connection(engine, db):
+    if engine == "postgresql":
+        return psycopg.connect(host="127.0.0.1", user="postgres", dbname=db, autocommit=True)
+    return pymysql.connect(host="127.0.0.1", user="root", database=db, autocommit=True)
+
+
+def server_rows(engine, db):
+    """{table: rows} of the server database *db*, read as the server's admin."""
+    with contextlib.closing(admin_connection(engine, db)) as c:
+        cur = c.cursor()
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    if engine == "postgresql" else "SHOW TABLES")
+        q = '"' if engine == "postgresql" else "`"
+        out = {}
+        for (t,) in cur.fetchall():
+            cur.execute(f"SELECT COUNT(*) FROM {q}{t}{q}")
+            out[t] = cur.fetchone()[0]
+        return out
+
+
+def server_database(engine, name, password, create=True):
+    """Create (or with *create* false drop) database and user *name*, as getlino does."""
+    root = "postgres" if engine == "postgresql" else None
+    with contextlib.closing(admin_connection(engine, root)) as c:
+        cur = c.cursor()
+        if engine == "postgresql":
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'DROP ROLE IF EXISTS "{name}"')
+            if create:
+                cur.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
+                cur.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        else:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+            if create:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+                cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+                cur.execute(f"GRANT ALL ON `{name}`.* TO %s@'%%'", (name,))
+
+
+@pytest.fixture
+def server_source(request, host, seed):
+    """A seed-layout project on a server database of its own (user, password), filled by
+    its own `manage.py prep`: (engine, project, database name, password)."""
+    engine = request.param
+    name = f"lhadopt_{engine[:2]}_{os.getpid()}"
+    password = secrets.token_hex(12)
+    server_database(engine, name, password)
+    d = seed / f"srv{engine[:2]}"
+    (d / "config").mkdir(parents=True)
+    (d / "manage.py").write_text(MANAGE)
+    database = {**SERVER_DATABASES[engine], "NAME": name, "USER": name, "PASSWORD": password}
+    text = SETTINGS.format(title=d.name).split("DATABASES = ")[0]
+    (d / "settings.py").write_text((PYMYSQL if engine == "mysql" else "") + text
+                                   + f"DATABASES = {{'default': {database!r}}}\n")
+    env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
+    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW]):
+        p = subprocess.run([env.bin_python, "manage.py", *args], cwd=d, capture_output=True,
+                           env={**os.environ, "PYTHONPATH": str(seed)}, text=True, timeout=900)
+        assert p.returncode == 0, p.stdout + p.stderr
+    (d / "media").mkdir(exist_ok=True)
+    yield engine, d, name, password
+    server_database(engine, name, password, create=False)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("server_source", ["postgresql", "mysql"], indirect=True)
+def test_a_site_on_a_server_database_moves_in_with_its_rows(host, seed, server_source):
+    """Dumped as the project's own database user (never printed), restored into a new
+    database of the same engine: the same rows, its settings in effect, the source's
+    database untouched; a database it cannot reach is refused with one line."""
+    engine, project, db, password = server_source
+    counts = server_rows(engine, db)
+    name = host.unique("sv")
+    p = host("adopt", project, "--as", name, "--path", seed, "--dry-run", "--json")
+    plan = json.loads(p.stdout)["plan"]
+    assert plan["db"] == engine and f"{engine} database {db} at 127.0.0.1" in plan["database"]
+    p = host("adopt", project, "--as", name, "--path", seed, "--yes")
+    try:
+        assert password not in p.stdout + p.stderr
+        record = tomllib.loads((host.root / "registry" / f"{name}.toml").read_text())
+        assert record["db"] == engine and record["db_name"] != db
+        assert server_rows(engine, record["db_name"]) == counts
+        assert server_rows(engine, db) == counts
+        out = host("manage", name, "--", "shell", "-c", "from lino.api import rt; " + EFFECT)
+        assert out.stdout.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1"
+    finally:
+        host("rm", name, "--yes", "--no-archive", check=False)
+    settings = project / "settings.py"
+    good = settings.read_text()
+    try:
+        # (not a wrong password: the test server trusts local PostgreSQL connections)
+        settings.write_text(good.replace(f"'NAME': '{db}'", "'NAME': 'lhadopt_none'"))
+        assert "cannot" in bad(host, project, "--as", host.unique("sv"), "--path", seed)
+    finally:
+        settings.write_text(good)
+    assert server_rows(engine, db) == counts
 
 
 def test_killed_half_way_is_repaired(host, seed):

@@ -8,8 +8,10 @@ against the source still signs its user in), the source directory unchanged."""
 
 import hashlib
 import json
+import shutil
 import stat
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -88,13 +90,23 @@ def source_key(project):
 
 @pytest.fixture(scope="module")
 def adopted(host, getlino):
-    """gl1 adopted: (name, the adopt command's result, tree hash and rows before)."""
+    """Every site of the getlino host adopted with `--getlino CONFIG --all`: gl1, and
+    glbroken (settings that raise), which fails and is left as it was: (name, the
+    command's result, tree hash and rows before)."""
     g, project, _ = getlino
-    name = host.unique("gl")
+    broken = project.parent / "glbroken"
+    broken.mkdir()
+    (broken / "manage.py").write_text((project / "manage.py").read_text().replace(
+        "lino_local.gl1.", "lino_local.glbroken."))
+    assert (broken / "manage.py").read_text() != (project / "manage.py").read_text()
+    (broken / "env").symlink_to(project / "env")
+    (broken / "settings.py").write_text("raise RuntimeError('broken on purpose')\n")
     before, counts = tree_hash(g.home / "lino"), rows(project / "gl1")
-    p = host("adopt", project, "--as", name, "--yes", "--json", env={"HOME": str(g.home)})
-    yield name, p, before, counts
-    host("rm", name, "--yes", "--no-archive", check=False)
+    p = host("adopt", "--getlino", g.home / ".getlino.conf", "--all", "--yes", "--json",
+             check=False, env={"HOME": str(g.home)})
+    yield "gl1", p, before, counts
+    host("rm", "gl1", "--yes", "--no-archive", check=False)
+    shutil.rmtree(broken)
 
 
 def sha(text):
@@ -152,8 +164,51 @@ def test_secret_key_kept_and_never_printed(host, getlino, adopted):
          f"{sha(key)!r}")
 
 
-def test_bad_getlino_input_changes_nothing(host, getlino, tmp_path):
+def test_all_adopts_each_site_goes_on_past_a_failure_and_adopts_none_twice(
+        host, getlino, adopted):
     g, project, _ = getlino
+    name, p, before, _ = adopted
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == (
+        "linohost: error: 1 of 2 sites not adopted: glbroken (each left as it was)")
+    report = json.loads(p.stdout)
+    assert report["getlino"] == str(project.parent)
+    by = {Path(s["source"]).name: s for s in report["sites"]}
+    assert by["gl1"]["result"] == "adopted" and by["gl1"]["ok"] and by["gl1"]["rows"] > 0
+    assert Path(by["gl1"]["archive"]).is_file()
+    assert by["glbroken"]["result"] == "failed" and not by["glbroken"]["ok"]
+    assert "broken on purpose" in by["glbroken"]["message"]
+    assert names(host) >= {"gl1"} and "glbroken" not in names(host)
+    record = host.root / "adopted" / "gl1" / "adoption.toml"
+    assert tomllib.loads(record.read_text())["source"] == str(project)
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    # Again, with getlino's config found as getlino finds it: gl1 is not adopted twice.
+    sites = names(host)
+    q = host("adopt", "--getlino", "--all", "--yes", check=False, env={"HOME": str(g.home)})
+    assert q.returncode == 1 and "skipped" in q.stdout and "already adopted" in q.stdout
+    assert names(host) == sites and tree_hash(g.home / "lino") == before
+    one = host("adopt", project, "--as", host.unique("gl"), "--yes", check=False,
+               env={"HOME": str(g.home)})
+    assert_one_error_line(one, 2, f"{project} is already adopted as site gl1")
+    assert names(host) == sites
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--all"], ["add --getlino"]),
+    (["--getlino"], ["add --all"]),
+    (["--getlino", "--all", "--as", "x"], ["--as", "cannot go with"]),
+    (["--getlino", "/nonexistent/getlino.conf", "--all"], ["no such getlino config file"]),
+])
+def test_bad_all_input_is_refused_with_one_line(host, args, words):
+    sites = names(host)
+    p = host("adopt", *args, "--yes", check=False)
+    assert_one_error_line(p, 2, *words)
+    assert names(host) == sites
+
+
+def test_bad_getlino_input_changes_nothing(host, getlino, adopted, tmp_path):
+    g, project, _ = getlino
+    project = project.parent / "glbroken"       # (gl1 is adopted: that is said first)
     before, sites = tree_hash(g.home / "lino"), names(host)
     p = host("adopt", project, "--as", host.unique("gb"), "--python", tmp_path / "nopython",
              "--yes", check=False, env={"HOME": str(g.home)})

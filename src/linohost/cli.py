@@ -545,7 +545,12 @@ def clone(state, src, dst, db, title):
 
 
 @cli.command()
-@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--getlino", "getlino_config", is_flag=False, flag_value="", default=None,
+              metavar="[CONFIG]", help="With --all: the sites of this host's getlino (its "
+              "config file; default: the first that getlino reads).")
+@click.option("--all", "all_sites", is_flag=True,
+              help="Adopt every site of --getlino, one after the other.")
 @click.option("--as", "as_name", help="Name of the new site (default: the directory's).")
 @click.option("--env", "env_name", help="Environment (default: the first that has its app).")
 @click.option("--db", "db_mode", type=click.Choice(["copy", "move"]), default="copy",
@@ -559,9 +564,16 @@ def clone(state, src, dst, db, title):
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON.")
 @pass_state
-def adopt(state, path, as_name, env_name, db_mode, python, paths, dry_run, yes, as_json):
-    """Take over the Lino project in PATH as a new site (the source stays untouched)."""
+def adopt(state, path, getlino_config, all_sites, as_name, env_name, db_mode, python, paths,
+          dry_run, yes, as_json):
+    """Take over the Lino project in PATH as a new site (the source stays untouched);
+    or with --getlino --all every site of a getlino host."""
     from .apply import adopt as adopting
+    if all_sites or getlino_config is not None:
+        return _adopt_all(state, path, getlino_config, all_sites, as_name, env_name,
+                          db_mode, python, paths, dry_run, yes, as_json)
+    if not path:
+        raise UsageError("name the directory of the project to adopt, or --getlino --all")
     ctx = state.context()
     with state.locked(ctx):
         plan = adopting.plan(ctx, path, as_name, env_name, db_mode, python, paths)
@@ -588,6 +600,46 @@ def adopt(state, path, as_name, env_name, db_mode, python, paths, dry_run, yes, 
     output.progress(f"site {site.name} adopted from {plan.source} ({len(rows)} tables, "
                     f"{sum(rows.values())} rows; archive of the source: {archive}): "
                     f"{urls(ctx.host, site)}")
+
+
+def _adopt_all(state, path, config, all_sites, as_name, env_name, db_mode, python, paths,
+               dry_run, yes, as_json):
+    from .apply import adopt as adopting
+    from .model import getlino
+    if config is None:
+        raise UsageError("--all adopts the sites of a getlino host: add --getlino [CONFIG]")
+    if not all_sites:
+        raise UsageError("--getlino adopts every site of that host: add --all")
+    clash = next((opt for opt, v in (("PATH", path), ("--as", as_name), ("--python", python),
+                                      ("--path", paths)) if v), None)
+    if clash:
+        raise UsageError(f"{clash} names one site: it cannot go with --getlino --all")
+    layout = getlino.find_layout(config or None)
+    ctx = state.context()
+    with state.locked(ctx):
+        projects = layout.sites()
+        if not projects:
+            raise UsageError(f"{layout.local_dir}: no getlino sites there")
+        output.progress(f"getlino sites in {layout.local_dir}: "
+                        + " ".join(p.name for p in projects))
+        if not (yes or dry_run):
+            try:
+                confirmed = click.confirm(f"Adopt these {len(projects)} sites?", err=True)
+            except click.exceptions.Abort:
+                confirmed = False
+            if not confirmed:
+                raise Cancelled("not confirmed: no site was adopted")
+        with output.bar("adopting" if not dry_run else "planning", len(projects)) as advance:
+            outcomes = adopting.adopt_all(ctx, layout, env_name, db_mode, dry_run,
+                                          on_done=lambda o: advance(f"{o.site}: {o.result}"))
+    failed = [o.site for o in outcomes if not o.ok]
+    output.report(as_json, {"getlino": str(layout.local_dir),
+                            "sites": [o.as_dict() for o in outcomes]},
+                  ["site", "source", "result", "rows", "archive / reason"],
+                  [(o.site, o.source, o.result, o.rows if o.result == "adopted" else "",
+                    o.archive or o.message) for o in outcomes],
+                  failed and f"{len(failed)} of {len(outcomes)} sites not adopted: "
+                             f"{' '.join(failed)} (each left as it was)")
 
 
 @cli.command()

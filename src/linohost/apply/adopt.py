@@ -4,27 +4,58 @@ Probe (its settings, read in its own interpreter), plan (every check before the
 first write), apply: a verified linohost archive of the source in the backup
 directory, restored as a new site with the source's settings as its own part,
 then checked (the same rows per table). Nothing is ever written into the source.
+What was adopted from where is kept in ``ROOT/adopted/SITE/adoption.toml``: a source
+is adopted once (while its site exists), and `--getlino --all` can be run again.
 """
 
+import datetime
 import json
 import os
 import re
-import sqlite3
+import tomllib
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+import tomli_w
+
 from ..backends.db import backend
-from ..errors import Conflict, StepFailed, UsageError
-from ..fs import write_secret
+from ..errors import Conflict, LinohostError, StepFailed, UsageError
+from ..fs import atomic_write, write_secret
 from ..model import apps, getlino
 from ..model.adoption import Plan, given_settings, key_row, own_part
 from . import keys, sites
 from .backup import _record, backup_dir, copy_files, staged
 from .journal import Journal, undo_step
 from .restore import restore
+from .sourcedb import Database
 
 PROBE_LINE = "LINOHOST-PROBE "
 PROBE_ERROR = "LINOHOST-PROBE-ERROR "
+RECORD = "adoption.toml"
+
+
+class AlreadyAdopted(Conflict):
+    """The source is the origin of a site of this host."""
+
+    def __init__(self, source, site):
+        super().__init__(f"{source} is already adopted as site {site}")
+        self.site = site
+
+
+def adoptions(host):
+    """{source directory: site} of the adoptions whose site still exists (the site
+    made then, not a later one of its name)."""
+    out = {}
+    for path in sorted(host.adopted_dir.glob(f"*/{RECORD}")):
+        name = path.parent.name
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            if host.has_site(name) and host.site(name).created == data["created"]:
+                out[data["source"]] = name
+        except (OSError, KeyError, tomllib.TOMLDecodeError, LinohostError):
+            continue
+    return out
 
 
 def find_python(project, layout=None):
@@ -69,6 +100,8 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
         raise UsageError(f"{project} is not a Lino project: it has no manage.py")
     if project == host.root.resolve() or host.root.resolve() in project.parents:
         raise UsageError(f"{project} is already under linohost (inside {host.root})")
+    if str(project) in adoptions(host):
+        raise AlreadyAdopted(project, adoptions(host)[str(project)])
     if db != "copy":
         raise UsageError("--db move is not supported yet: use --db copy")
     layout = getlino.layout_of(project)
@@ -83,17 +116,12 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
         extra.append(str(layout.sites_base.resolve()))    # its shared lino_local.settings
     found = probe(ctx, py, project, extra)
     kind = source_kind(found, layout)
-    engine = found["database"]["ENGINE"]
-    if not engine.endswith("sqlite3"):
-        raise UsageError(f"{project}: adopting a {engine or 'missing'} database is not "
-                         f"supported yet (only SQLite)")
-    db_path = Path(found["database"]["NAME"])
-    db_path = db_path if db_path.is_absolute() else project / db_path
-    tables(db_path)                             # readable, or a UsageError
-    admin = admin_of(db_path)
+    database = Database.of_settings(found, project)
+    database.tables(ctx.cfg)                    # readable, or a UsageError
+    admin = database.first_admin(ctx.cfg)
     if not admin:
-        raise UsageError(f"{db_path}: no active admin user: Lino's commands run by "
-                         f"linohost sign in as one (make one, then adopt)")
+        raise UsageError(f"{database.describe()}: no active admin user: Lino's commands "
+                         f"run by linohost sign in as one (make one, then adopt)")
     app = next((a.name for a in apps.APPS.values()
                 if a.settings_module == found["app_module"]), found["app_module"])
     settings_module = apps.resolve(app).settings_module
@@ -107,7 +135,7 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
     front = {"lino_react.react": "react", "lino.modlib.extjs": "extjs"}.get(
         found["default_ui"] or "", None)
     title = found["title"] if isinstance(found["title"], str) else None
-    record = sites.plan_new(ctx, name, app, env, "sqlite", title,
+    record = sites.plan_new(ctx, name, app, env, database.engine, title,
                             found["languages"] or ["en"], "", front, admin=admin)
     own, notes = own_part(found, found["settings_file"], given_settings(ctx.cfg))
     key = found["secret_key"] if ctx.cfg["secret_policy"] != "env" else ""
@@ -115,7 +143,7 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
     kib = sum(p.stat().st_size for p in media.rglob("*") if p.is_file()) // 1024 \
         if media.is_dir() else 0
     return Plan(source=str(project), python=str(py), paths=extra,
-                settings_file=found["settings_file"], db_path=str(db_path), media_kib=kib,
+                settings_file=found["settings_file"], database=database, media_kib=kib,
                 site=record, own=own, notes=notes, kind=kind,
                 config=str(layout.config or "") if kind == "getlino" else "", key=key,
                 key_note=key_row(ctx.cfg["secret_policy"], found["secret_key"]))
@@ -130,51 +158,20 @@ def source_kind(found, layout):
     return "seed" if found.get("seed_hook") else "project"
 
 
-def admin_of(db_path):
-    """The user name of the source's first active admin (Lino's user type 900), or None."""
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        row = con.execute("SELECT username FROM users_user WHERE user_type = ? "
-                          "AND username != '' ORDER BY id LIMIT 1", ("900",)).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        con.close()
-    return row[0] if row else None
-
-
-def tables(db_path):
-    """{table: rows} of the SQLite database *db_path*, opened read-only."""
-    try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise UsageError(f"cannot read the database {db_path}: {e}") from None
-    try:
-        names_ = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        # A table name cannot be a query parameter: quoted as an SQL identifier.
-        return {t: con.execute('SELECT COUNT(*) FROM "%s"' % t.replace('"', '""')).fetchone()[0]
-                for t in names_}
-    except sqlite3.Error as e:
-        raise UsageError(f"cannot read the database {db_path}: {e}") from None
-    finally:
-        con.close()
-
-
 def archive_source(ctx, p):
     """A verified linohost archive of the source (database, media, config, settings)
     in the host's backup directory; return its path."""
     host, site = ctx.host, p.site
     with staged(ctx, site.name, backup_dir(host)) as a:
-        be = backend("sqlite", ctx.cfg)
-        native = f"database/{be.dump_name}"
+        db = p.database
+        native = f"database/{backend(db.engine, ctx.cfg).dump_name}"
         (a.stage / "database").mkdir()
-        ctx.progress(f"{site.name}: copying the database {p.db_path}")
-        be.dump(p.db_path, a.stage / native)
+        ctx.progress(f"{site.name}: copying the database {db.describe()}")
+        db.dump(ctx.cfg, a.stage / native)
         copy_files(a.stage / "files", p.settings_file, Path(p.source))
         freeze = ctx.system.run([p.python, "-m", "pip", "freeze", "--all"],
                                 what="pip freeze").stdout.splitlines()
-        a.seal(site=_record(site), env=site.env, packages=freeze, engine="sqlite",
+        a.seal(site=_record(site), env=site.env, packages=freeze, engine=db.engine,
                native=native, portable=False)
     path = a.path
     ctx.progress(f"{site.name}: archive of the source {path} ({path.stat().st_size // 1024} KiB)")
@@ -185,7 +182,7 @@ def adopt(ctx, p):
     """Carry out the plan *p*: archive, restore as a new site, check; return
     (site, archive path, {table: rows}). A failure leaves no site behind."""
     host, name = ctx.host, p.site.name
-    before = tables(p.db_path)
+    before = p.database.tables(ctx.cfg)
     path = archive_source(ctx, p)
     journal = Journal(host, "adopt", name).start()
     journal.record("adopted_site", site=name)
@@ -194,17 +191,77 @@ def adopt(ctx, p):
         ctx.progress(f"{name}: making the site from the archive")
         site = restore(ctx, path, as_name=name, title=p.site.title, own=p.own)
         ctx.progress(f"{name}: checking its rows")
-        after = tables(host.site_dir(name) / "default.db")
+        after = Database.of_site(host, site).tables(ctx.cfg)
         if after != before:
             odd = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
             raise StepFailed(f"{name}: adopted rows differ from the source's in {odd[0]} "
                              f"({before.get(odd[0])} before, {after.get(odd[0])} after)")
+        remember(host, journal, p, path)
     except BaseException:
         ctx.progress(f"{name}: adopting failed; removing what was made")
         journal.undo(ctx, log=ctx.progress)
         raise
     journal.commit()
     return site, path, before
+
+
+def remember(host, journal, p, archive):
+    """Write ``ROOT/adopted/SITE/adoption.toml``: where the site came from."""
+    d = host.adopted_dir / p.site.name
+    if d.is_dir():                          # of an earlier site of this name
+        journal.record("file", path=str(d / RECORD))
+    else:
+        journal.record("tree", path=str(d))
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host.adopted_dir.chmod(0o700)
+    atomic_write(d / RECORD, tomli_w.dumps({
+        "source": p.source, "kind": p.kind, "python": p.python,
+        "adopted": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "created": host.site(p.site.name).created, "archive": str(archive)}), mode=0o600)
+
+
+@dataclass
+class Outcome:
+    """What became of one source of `adopt --all`."""
+    source: str
+    site: str
+    result: str             # adopted, planned (--dry-run), skipped (adopted before), failed
+    message: str = ""
+    tables: int = 0
+    rows: int = 0
+    archive: str = ""
+
+    @property
+    def ok(self):
+        return self.result != "failed"
+
+    def as_dict(self):
+        return {**asdict(self), "ok": self.ok}
+
+
+def adopt_all(ctx, layout, env=None, db="copy", dry_run=False, on_done=None):
+    """Plan and adopt each site of the getlino *layout* in turn, going on past one that
+    fails (it is left as it was); the :class:`Outcome` of each."""
+    out = []
+    for project in layout.sites():
+        try:
+            p = plan(ctx, project, env=env, db=db)
+            if dry_run:
+                o = Outcome(str(project), p.site.name, "planned",
+                            f"{p.site.app} in {p.site.env}, {p.media_kib} KiB of media")
+            else:
+                site, archive, rows = adopt(ctx, p)
+                o = Outcome(str(project), site.name, "adopted",
+                            f"{len(rows)} tables, {sum(rows.values())} rows",
+                            len(rows), sum(rows.values()), str(archive))
+        except AlreadyAdopted as e:
+            o = Outcome(str(project), e.site, "skipped", str(e))
+        except LinohostError as e:
+            o = Outcome(str(project), project.name, "failed", str(e))
+        out.append(o)
+        if on_done:
+            on_done(o)
+    return out
 
 
 def keep_key(ctx, journal, name, key):

@@ -52,7 +52,7 @@ class Plan:
     python: str                 # its interpreter
     paths: list                 # added to its sys.path
     settings_file: str
-    db_path: str                # its SQLite database
+    database: object            # its database (apply.sourcedb.Database)
     media_kib: int
     site: object                # the new site's record (model.site.Site)
     own: str                    # the new site's own settings part
@@ -69,7 +69,7 @@ class Plan:
                 ("python", self.python),
                 ("name", s.name), ("app", s.app), ("environment", s.env),
                 ("languages", " ".join(s.languages)), ("admin", s.admin), ("front end", s.front_end),
-                ("database", f"copy: {self.db_path} into a new {s.db} database"),
+                ("database", f"copy: {self.database.describe()} into a new {s.db} database"),
                 ("media", f"{self.media_kib} KiB"),
                 ("SECRET_KEY", self.key_note),
                 ("settings carried", str(sum(1 for ln in self.own.splitlines()
@@ -80,7 +80,7 @@ class Plan:
                 "python": self.python, "name": self.site.name,
                 "app": self.site.app, "env": self.site.env, "db": self.site.db,
                 "languages": list(self.site.languages), "front_end": self.site.front_end,
-                "database": self.db_path, "media_kib": self.media_kib, "own": self.own,
+                "database": self.database.describe(), "media_kib": self.media_kib, "own": self.own,
                 "notes": self.notes, "secret_key_kept": bool(self.key)}
 
 

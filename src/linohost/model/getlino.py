@@ -40,6 +40,9 @@ class Layout:
 
     def sites(self):
         """The project directories under it (a settings.py and a manage.py), by name."""
+        if not self.local_dir.is_dir():
+            where = f" (named by {self.config})" if self.config else ""
+            raise UsageError(f"{self.local_dir}{where}: no such directory, no getlino sites")
         return sorted(d for d in self.local_dir.iterdir() if d.is_dir() and
                       (d / "settings.py").is_file() and (d / "manage.py").is_file())
 

@@ -42,6 +42,7 @@ class Host:
     run_dir = property(lambda self: self.root / "run")
     logs_dir = property(lambda self: self.root / "logs")
     home_dir = property(lambda self: self.root / "home")
+    adopted_dir = property(lambda self: self.root / "adopted")     # what adopt keeps
 
     @property
     def backups_dir(self):

@@ -16,7 +16,7 @@ SITE_NAME_MAX = 25
 RESERVED = frozenset("""
     static media api auth admin accounts apache assets backups cache config
     envs home local logs registry run secrets server-status tmp www default
-    linohost lino_local djangosite_local under_prefix
+    linohost lino_local djangosite_local under_prefix adopted pagecache acme
 """.split())
 
 _SITE_RE = re.compile(r"[a-z][a-z0-9_]*\Z")

@@ -24,16 +24,21 @@ class MySQL:
     def connect_args(self):
         return {"host": self.host, "port": self.port}
 
-    def _connect(self):
+    def _connect(self, database=None):
         try:
             return pymysql.connect(host=self.host, port=self.port, user=self.user,
-                                   password=self.password, autocommit=True, connect_timeout=5)
+                                   password=self.password, database=database,
+                                   autocommit=True, connect_timeout=5)
         except pymysql.err.OperationalError as e:
             raise ServiceUnavailable(
                 f"cannot reach MariaDB/MySQL at {self.host}:{self.port}: {e.args[-1]}") from None
 
     def check(self):
         self._connect().close()
+
+    def connect(self, name):
+        """A DB-API connection to database *name* (autocommit)."""
+        return self._connect(database=name)
 
     def exists(self, name):
         return self.clash(name) is not None

@@ -32,6 +32,10 @@ class PostgreSQL:
     def check(self):
         self._connect().close()
 
+    def connect(self, name):
+        """A DB-API connection to database *name* (autocommit)."""
+        return self._connect(dbname=name)
+
     def exists(self, name):
         return self.clash(name) is not None
 

@@ -32,6 +32,11 @@ class SQLite:
         pass
 
     @staticmethod
+    def connect(path):
+        """A read-only DB-API connection to the database file *path*."""
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    @staticmethod
     def dump(path, dest):
         """A consistent copy of the database file *path*, even while it is in use."""
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
