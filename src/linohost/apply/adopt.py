@@ -24,7 +24,7 @@ from ..errors import Conflict, LinohostError, StepFailed, UsageError
 from ..fs import atomic_write, write_secret
 from ..model import apps, getlino
 from ..model.adoption import Plan, given_settings, key_row, own_part
-from . import keys, sites
+from . import keys, oldservices, sites
 from .backup import _record, backup_dir, copy_files, staged
 from .journal import Journal, undo_step
 from .restore import restore
@@ -92,8 +92,9 @@ def probe(ctx, python, project, paths):
     raise UsageError(f"{project}: could not read its settings with {python}: {tail[0]}")
 
 
-def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
-    """Every check before anything is made; the :class:`Plan` of the adoption."""
+def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), layout=None):
+    """Every check before anything is made; the :class:`Plan` of the adoption (*layout*:
+    the getlino layout it is a site of, if known)."""
     host = ctx.host
     project = Path(path).resolve()
     if not (project / "manage.py").is_file():
@@ -104,7 +105,7 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
         raise AlreadyAdopted(project, adoptions(host)[str(project)])
     if db != "copy":
         raise UsageError("--db move is not supported yet: use --db copy")
-    layout = getlino.layout_of(project)
+    layout = layout or getlino.layout_of(project)
     py = Path(python) if python else find_python(project, layout)
     if py is None:
         raise UsageError(f"{project}: no virtualenv found in or beside it: name its "
@@ -142,11 +143,14 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=()):
     media = project / "media"
     kib = sum(p.stat().st_size for p in media.rglob("*") if p.is_file()) // 1024 \
         if media.is_dir() else 0
+    supervisor_dir = str(layout.supervisor_dir) if layout else ""
     return Plan(source=str(project), python=str(py), paths=extra,
                 settings_file=found["settings_file"], database=database, media_kib=kib,
                 site=record, own=own, notes=notes, kind=kind,
                 config=str(layout.config or "") if kind == "getlino" else "", key=key,
-                key_note=key_row(ctx.cfg["secret_policy"], found["secret_key"]))
+                key_note=key_row(ctx.cfg["secret_policy"], found["secret_key"]),
+                old_services=oldservices.find(project, supervisor_dir or None),
+                supervisor_dir=supervisor_dir)
 
 
 def source_kind(found, layout):
@@ -197,6 +201,7 @@ def adopt(ctx, p):
             raise StepFailed(f"{name}: adopted rows differ from the source's in {odd[0]} "
                              f"({before.get(odd[0])} before, {after.get(odd[0])} after)")
         remember(host, journal, p, path)
+        oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
     except BaseException:
         ctx.progress(f"{name}: adopting failed; removing what was made")
         journal.undo(ctx, log=ctx.progress)
@@ -245,7 +250,7 @@ def adopt_all(ctx, layout, env=None, db="copy", dry_run=False, on_done=None):
     out = []
     for project in layout.sites():
         try:
-            p = plan(ctx, project, env=env, db=db)
+            p = plan(ctx, project, env=env, db=db, layout=layout)
             if dry_run:
                 o = Outcome(str(project), p.site.name, "planned",
                             f"{p.site.app} in {p.site.env}, {p.media_kib} KiB of media")

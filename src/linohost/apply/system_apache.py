@@ -153,7 +153,7 @@ def write(ctx):
         else:
             atomic_write(target, old)
         raise
-    if _running():
+    if running():
         subprocess.run([exe, "graceful"], check=True, capture_output=True)
         ctx.progress("Apache reloaded gracefully")
     else:
@@ -170,10 +170,10 @@ def write_landing(htdocs, index):
 
 def serves(cfg):
     """Whether the system Apache runs with this host's config installed."""
-    return _running() and Path(cfg["apache.config_path"]).exists()
+    return running() and Path(cfg["apache.config_path"]).exists()
 
 
-def _running():
+def running():
     pid_file = Path("/var/run/apache2/apache2.pid")
     try:
         os.kill(int(pid_file.read_text().strip()), 0)

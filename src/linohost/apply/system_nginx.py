@@ -230,14 +230,14 @@ def _install(ctx):
         raise
     if CONFDIR != SYSTEM_CONFDIR:
         ctx.progress(f"{CONFDIR} is not the system's nginx config: not reloading")
-    elif _running():
+    elif running():
         subprocess.run([exe, "-s", "reload"], check=True, capture_output=True)
         ctx.progress("nginx reloaded")
     else:
         ctx.progress("nginx is not running: the config takes effect when it starts")
 
 
-def _running():
+def running():
     try:
         os.kill(int(Path("/run/nginx.pid").read_text().strip()), 0)
         return True

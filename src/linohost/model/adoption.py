@@ -61,6 +61,8 @@ class Plan:
     config: str = ""            # getlino's config file naming it, if found
     key: str = field(default="", repr=False)   # the SECRET_KEY to keep ("": none)
     key_note: str = ""          # what becomes of its SECRET_KEY (key_row)
+    old_services: list = field(default_factory=list)   # apply.oldservices.OldService
+    supervisor_dir: str = ""    # where its supervisor programs are ("": Debian's)
 
     def rows(self):
         s = self.site
@@ -73,7 +75,9 @@ class Plan:
                 ("media", f"{self.media_kib} KiB"),
                 ("SECRET_KEY", self.key_note),
                 ("settings carried", str(sum(1 for ln in self.own.splitlines()
-                                             if ln and not ln.startswith("#"))))]
+                                             if ln and not ln.startswith("#")))),
+                ("old services stopped", "; ".join(s.describe() for s in self.old_services)
+                 or "none found")]
 
     def as_dict(self):
         return {"source": self.source, "kind": self.kind, "getlino_config": self.config,
@@ -81,7 +85,9 @@ class Plan:
                 "app": self.site.app, "env": self.site.env, "db": self.site.db,
                 "languages": list(self.site.languages), "front_end": self.site.front_end,
                 "database": self.database.describe(), "media_kib": self.media_kib, "own": self.own,
-                "notes": self.notes, "secret_key_kept": bool(self.key)}
+                "notes": self.notes, "secret_key_kept": bool(self.key),
+                "old_services": [{"kind": s.kind, "path": s.path, "programs": list(s.programs)}
+                                 for s in self.old_services]}
 
 
 def own_part(probe, source, given=None):

@@ -29,6 +29,7 @@ class Layout:
     sites_base: Path
     prefix: str = "lino_local"
     config: Path = None           # the config file that names it, if one was found
+    supervisor_dir: Path = Path("/etc/supervisor/conf.d")    # its sites' programs
 
     @property
     def local_dir(self):
@@ -57,7 +58,8 @@ def read_config(path):
     d = cp.defaults()
     if not d.get("sites_base"):
         raise UsageError(f"{path}: not a getlino config file (no sites_base in [DEFAULT])")
-    return Layout(Path(d["sites_base"]), d.get("local_prefix") or "lino_local", Path(path))
+    return Layout(Path(d["sites_base"]), d.get("local_prefix") or "lino_local", Path(path),
+                  Path(d.get("supervisor_dir") or "/etc/supervisor/conf.d"))
 
 
 def layout_of(project, configs=None):
