@@ -302,6 +302,23 @@ def test_secret_key_kept_and_never_printed(host, getlino, adopted):
          f"{sha(key)!r}")
 
 
+#: Signs in through the adopted site's JSON API (under its prefix) with a password.
+PASSWORD_SIGN_IN = '''from django.test import Client
+for password in ("1234", "not robin's"):
+    r = Client(HTTP_HOST="localhost").post(PREFIX + "api/about/About/-99998",
+        {"an": "sign_in", "username": "robin", "password": password})
+    print("SIGN-IN", r.status_code, r.json()["success"])
+'''
+
+
+def test_its_users_sign_in_with_the_passwords_they_had(host, adopted):
+    name = adopted[0]
+    out = host("manage", name, "--", "shell", "-c",
+               f"PREFIX = '/{name}/'\n" + PASSWORD_SIGN_IN).stdout
+    assert [line.split()[1:] for line in out.splitlines() if line.startswith("SIGN-IN")] \
+        == [["200", "True"], ["200", "False"]]
+
+
 def test_all_adopts_each_site_goes_on_past_a_failure_and_adopts_none_twice(
         host, getlino, adopted):
     g, project, _ = getlino
