@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -122,12 +123,13 @@ def seed(host):
 
 @pytest.fixture(scope="module")
 def adopted(host, seed):
-    """site1 adopted as a new site; (name, source hash before, rows before)."""
+    """site1 adopted as a new site; (name, source hash before, rows before, what adopt
+    said)."""
     name = host.unique("ad")
     before = tree_hash(seed)
     counts = rows(seed / "site1" / "default.db")
-    host("adopt", seed / "site1", "--as", name, "--path", seed, "--yes")
-    yield name, before, counts
+    p = host("adopt", seed / "site1", "--as", name, "--path", seed, "--yes")
+    yield name, before, counts, p.stderr
     host("rm", name, "--yes", "--no-archive", check=False)
 
 
@@ -137,12 +139,20 @@ def test_dry_run_plans_and_changes_nothing(host, seed):
              "--dry-run", "--json")
     plan = json.loads(p.stdout)["plan"]
     assert plan["app"] == "cosi" and plan["languages"] == ["en", "de"]
+    assert plan["front_end"] == "extjs"             # Cosi's default_ui, lino_extjs.extjs
     assert "SITE.is_demo_site = False" in plan["own"]
     assert names(host) == sites and tree_hash(seed) == before
 
 
+def answered(said):
+    """How many tables adopt compared the answers of (None: it did not say)."""
+    m = re.search(r"the same answers as the source's to (\d+) tables", said)
+    return int(m[1]) if m else None
+
+
 def test_same_rows_settings_carried_source_untouched(host, seed, adopted):
-    name, before, counts = adopted
+    name, before, counts, said = adopted
+    assert answered(said) >= 10, said       # signed in, every table with rows
     assert rows(host.root / name / "default.db") == counts
     parts = render_site.split_settings((host.root / name / "settings.py").read_text())
     own = parts[2]
@@ -163,6 +173,19 @@ def bad(host, *args):
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert names(host) == sites
     return p.stderr
+
+
+def test_answers_that_differ_are_named(host):
+    from linohost.apply.adopt import same_answers
+    from linohost.errors import StepFailed
+    a = {"/api/contacts/Persons": [200, "x"], "/api/countries/Countries": [200, "y"]}
+    same_answers("s", a, dict(a))
+    for after, how in (({**a, "/api/contacts/Persons": [200, "z"]}, "another body"),
+                       ({**a, "/api/contacts/Persons": [500, "x"]}, "500 after, 200 before"),
+                       ({"/api/countries/Countries": [200, "y"]}, "not at all"),
+                       ({**a, "/api/x/Y": [200, "w"]}, "not before")):
+        with pytest.raises(StepFailed, match=how):
+            same_answers("s", a, after)
 
 
 def test_bad_input_changes_nothing(host, seed, adopted, tmp_path):
@@ -278,6 +301,7 @@ def test_a_site_on_a_server_database_moves_in_with_its_rows(host, seed, server_s
     p = host("adopt", project, "--as", name, "--path", seed, "--yes")
     try:
         assert password not in p.stdout + p.stderr
+        assert answered(p.stderr) >= 10, p.stderr
         record = tomllib.loads((host.root / "registry" / f"{name}.toml").read_text())
         assert record["db"] == engine and record["db_name"] != db
         assert server_rows(engine, record["db_name"]) == counts

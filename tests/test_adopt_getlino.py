@@ -27,7 +27,7 @@ import pytest
 
 from hoststate import wait_for
 from leftovers import assert_one_error_line
-from test_adopt import ADD_ROW, names, rows, tree_hash
+from test_adopt import ADD_ROW, answered, names, rows, tree_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from bench_lifecycle import Getlino, GetlinoUnavailable  # noqa: E402
@@ -330,6 +330,7 @@ def test_all_adopts_each_site_goes_on_past_a_failure_and_adopts_none_twice(
     assert report["getlino"] == str(project.parent)
     by = {Path(s["source"]).name: s for s in report["sites"]}
     assert by["gl1"]["result"] == "adopted" and by["gl1"]["ok"] and by["gl1"]["rows"] > 0
+    assert answered(p.stderr) >= 10, p.stderr
     assert Path(by["gl1"]["archive"]).is_file()
     assert by["glbroken"]["result"] == "failed" and not by["glbroken"]["ok"]
     assert "broken on purpose" in by["glbroken"]["message"]

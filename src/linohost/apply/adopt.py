@@ -3,7 +3,9 @@
 Probe (its settings, read in its own interpreter), plan (every check before the
 first write), apply: a verified linohost archive of the source in the backup
 directory, restored as a new site with the source's settings as its own part,
-then checked (the same rows per table). Nothing is ever written into the source.
+then checked: the same rows per table, and the same answers to its JSON API signed in
+as its first admin (adopt_probe.py --answers, run in each site's own interpreter).
+Nothing is ever written into the source.
 What was adopted from where is kept in ``ROOT/adopted/SITE/adoption.toml``: a source
 is adopted once (while its site exists), and `--getlino --all` can be run again.
 """
@@ -24,6 +26,7 @@ from ..errors import Conflict, LinohostError, StepFailed, UsageError
 from ..fs import atomic_write, write_secret
 from ..model import apps, getlino
 from ..model.adoption import Plan, given_settings, key_row, own_part
+from ..render.site import FRONT_ENDS
 from . import keys, oldservices, sites
 from .backup import _record, backup_dir, copy_files, staged
 from .journal import Journal, undo_step
@@ -75,12 +78,17 @@ def find_python(project, layout=None):
     return None
 
 
-def probe(ctx, python, project, paths):
-    """The project's settings as its own interpreter reads them (adopt_probe.py)."""
-    script = resources.files("linohost.apply").joinpath("scripts/adopt_probe.py")
+def probe(ctx, python, project, paths, answers_of=None, as_site=None):
+    """The project's settings as its own interpreter reads them (adopt_probe.py); or
+    with *answers_of* (a user name) its answers to its JSON API, as that user. Run as
+    root, or as site *as_site*'s user (the script goes as text: linohost's own files
+    are root's)."""
+    text = resources.files("linohost.apply").joinpath("scripts/adopt_probe.py").read_text()
+    what = f"the answers of {project.name}" if answers_of else "reading its settings"
+    argv = [python, "-I", "-B", "-c", text,
+            *(["--answers", answers_of] if answers_of else []), project, *paths]
     try:
-        out = ctx.system.run([python, "-I", "-B", str(script), project, *paths],
-                             what="reading its settings", cwd=project, timeout=300).stdout
+        out = ctx.system.run(argv, what=what, cwd=project, timeout=600, as_site=as_site).stdout
     except StepFailed as e:
         out = e.output or str(e)
     for line in reversed(out.splitlines()):
@@ -89,7 +97,7 @@ def probe(ctx, python, project, paths):
         if line.startswith(PROBE_ERROR):
             raise UsageError(f"{project}: its settings raise {line[len(PROBE_ERROR):]}")
     tail = out.strip().splitlines()[-1:] or ["no output"]
-    raise UsageError(f"{project}: could not read its settings with {python}: {tail[0]}")
+    raise UsageError(f"{project}: {what} with {python} failed: {tail[0]}")
 
 
 def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), layout=None):
@@ -133,8 +141,12 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
         if env is None:
             raise UsageError(f"no environment of this host has {settings_module}: create "
                              f"one, e.g. `linohost env create NAME {app}`")
-    front = {"lino_react.react": "react", "lino.modlib.extjs": "extjs"}.get(
-        found["default_ui"] or "", None)
+    # (lino.modlib.extjs: where Lino kept ExtJS before lino_extjs)
+    fronts = {module: name for name, module in FRONT_ENDS.items()}
+    front = {**fronts, "lino.modlib.extjs": "extjs"}.get(found["default_ui"] or "")
+    if front is None:
+        raise UsageError(f"{project}: its front end {found['default_ui']!r} is not one "
+                         f"linohost serves ({', '.join(FRONT_ENDS.values())})")
     title = found["title"] if isinstance(found["title"], str) else None
     record = sites.plan_new(ctx, name, app, env, database.engine, title,
                             found["languages"] or ["en"], "", front, admin=admin)
@@ -187,6 +199,8 @@ def adopt(ctx, p):
     (site, archive path, {table: rows}). A failure leaves no site behind."""
     host, name = ctx.host, p.site.name
     before = p.database.tables(ctx.cfg)
+    ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
+    heard = probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)
     path = archive_source(ctx, p)
     journal = Journal(host, "adopt", name).start()
     journal.record("adopted_site", site=name)
@@ -200,6 +214,10 @@ def adopt(ctx, p):
             odd = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
             raise StepFailed(f"{name}: adopted rows differ from the source's in {odd[0]} "
                              f"({before.get(odd[0])} before, {after.get(odd[0])} after)")
+        ctx.progress(f"{name}: comparing its answers with the source's ({len(heard)} tables)")
+        same_answers(name, heard, probe(ctx, host.env(site.env).bin_python, host.site_dir(name),
+                                        [], answers_of=p.site.admin, as_site=name))
+        ctx.progress(f"{name}: the same answers as the source's to {len(heard)} tables")
         remember(host, journal, p, path)
         oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
     except BaseException:
@@ -267,6 +285,18 @@ def adopt_all(ctx, layout, env=None, db="copy", dry_run=False, on_done=None):
         if on_done:
             on_done(o)
     return out
+
+
+def same_answers(name, before, after):
+    """Raise StepFailed naming the first request the adopted site answers otherwise."""
+    for path in sorted(set(before) | set(after)):
+        was, now = before.get(path), after.get(path)
+        if was != now:
+            how = (f"{now[0]} after, {was[0]} before" if was and now and was[0] != now[0] else
+                   "another body" if was and now else
+                   "not before: a table of its own" if now else "not at all")
+            raise StepFailed(f"{name}: the adopted site answers GET {path} otherwise than "
+                             f"the source ({how})")
 
 
 def keep_key(ctx, journal, name, key):

@@ -1,10 +1,14 @@
 """Read a Lino project's settings in its own interpreter; print them as JSON.
 
-Run by `linohost adopt` as ``PYTHON adopt_probe.py PROJECT [PATH ...]``, never
-imported by linohost. The settings module is the one the project's manage.py
-names (its Django management call is not made). Only reads: nothing is written.
-The last line of output is ``LINOHOST-PROBE {json}``, or ``LINOHOST-PROBE-ERROR text``;
-it holds the SECRET_KEY and the database password: linohost reads it, never prints it.
+Run by `linohost adopt` as ``PYTHON -c TEXT PROJECT [PATH ...]``, never imported by
+linohost. The settings module is the one the project's manage.py names (its Django
+management call is not made). Only reads: nothing is written. The last line of output
+is ``LINOHOST-PROBE {json}``, or ``LINOHOST-PROBE-ERROR text``; it holds the SECRET_KEY
+and the database password: linohost reads it, never prints it.
+
+With ``--answers USER PROJECT [PATH ...]`` it prints instead what the site answers to
+its JSON API signed in as USER (see :func:`answers`), the same way for the source and
+for the site made from it: ``LINOHOST-PROBE {"/api/APP/TABLE": [status, sha256]}``.
 """
 
 import ast
@@ -141,12 +145,59 @@ def probe(project):
     }
 
 
+def answers(project, username):
+    """{path: [status, sha256 of the body]} of a GET of the default table of every model
+    with rows that *username* may see (``api/APP/TABLE?fmt=json&limit=10&sort=PK``), signed in
+    as *username*; not Django's sessions (their ages are counted from now). The site's
+    own URL prefix reads as "/" in paths and bodies. Sessions live in signed cookies and
+    everything runs in one transaction rolled back at the end: no row is written."""
+    import hashlib
+    import importlib
+
+    import django
+    from django.conf import settings
+    importlib.import_module(settings_module(project))
+    django.setup()
+    from django.apps import apps
+    from django.db import transaction
+    from django.test import Client
+    from lino.api import rt
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    prefix = settings.SITE.site_prefix
+    host = next((h for h in settings.ALLOWED_HOSTS if h and "*" not in h and
+                 not h.startswith(".")), "localhost")
+    out = {}
+    with transaction.atomic():
+        user = rt.models.users.User.objects.get(username=username)
+        client = Client(HTTP_HOST=host)
+        client.force_login(user)
+        for model in apps.get_models():
+            table = model.get_default_table() if hasattr(model, "get_default_table") else None
+            if (table is None or model._meta.label == "sessions.Session"
+                    or not table.get_view_permission(user.user_type)
+                    or not model.objects.exists()):
+                continue
+            path = f"api/{table.app_label}/{table.__name__}"
+            # sorted by the primary key: a table without an order of its own comes in
+            # whatever order the database holds its rows, which a restore may change
+            r = client.get(prefix + path, {"fmt": "json", "limit": 10,
+                                           "sort": model._meta.pk.name})
+            body = r.content.replace(prefix.encode(), b"/") if prefix != "/" else r.content
+            out["/" + path] = [r.status_code, hashlib.sha256(body).hexdigest()]
+        transaction.set_rollback(True)
+    return out
+
+
 def main():
-    project, extra = sys.argv[1], sys.argv[2:]
+    args = sys.argv[1:]
+    username = None
+    if args[:1] == ["--answers"]:
+        username, args = args[1], args[2:]
+    project, extra = args[0], args[1:]
     os.chdir(project)
     sys.path[:0] = [project, *extra]
     try:
-        data = probe(project)
+        data = answers(project, username) if username else probe(project)
     except BaseException as e:              # the project's own code raised
         msg = str(e).splitlines()[0] if str(e) else ""
         print(f"LINOHOST-PROBE-ERROR {type(e).__name__}: {msg}", flush=True)
