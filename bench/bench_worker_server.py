@@ -37,9 +37,10 @@ from bench_serve import API, ENV, _host_key, free_port, login, start_gunicorn, s
 from common import BenchHost, KeptHost, median, table, tree_memory, warm_up, wrk_latency
 
 
-def start_waitress(h, site, port, threads):
+def start_waitress(h, site, port, threads, module="worker", sources=None):
     """linohost's keeper worker serving *site* on a listening TCP socket it inherits,
-    as the keeper starts it (its status pipe drained by a thread)."""
+    as the keeper starts it (its status pipe drained by a thread); *module*: the
+    shipped module whose main() runs, *sources*: more of them ({name: source})."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -49,6 +50,7 @@ def start_waitress(h, site, port, threads):
     request = {"site": site, "project": str(project), "keeper_pid": os.getpid(),
                "threads": threads, "idle_timeout": 0, "grace": 30, "jobs": None}
     env = {**os.environ, **shipped.environ(), "LINOHOST_LISTEN_FD": str(sock.fileno()),
+           **{f"LINOHOST_SOURCE_{k}": v for k, v in (sources or {}).items()},
            "LINOHOST_STATUS_FD": str(status_w), protocol.START: json.dumps(request)}
     as_owner = {}
     if os.geteuid() == 0:
@@ -56,7 +58,7 @@ def start_waitress(h, site, port, threads):
                     "extra_groups": []}
     try:
         proc = subprocess.Popen(
-            shipped.argv(h.root / "envs" / ENV / "bin" / "python", "worker", project),
+            shipped.argv(h.root / "envs" / ENV / "bin" / "python", module, project),
             cwd=project, stdin=subprocess.DEVNULL, env=env, pass_fds=(sock.fileno(), status_w),
             stdout=open(h.base / "waitress.log", "a"), stderr=subprocess.STDOUT,
             start_new_session=True, **as_owner)

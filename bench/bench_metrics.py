@@ -1,0 +1,110 @@
+"""What the request metrics cost in the hot path (issue 21): the keeper's worker as it
+runs, against the same worker with its counting taken out.
+
+Every request a worker serves passes through ``Activity.wrap`` (keeper/worker.py): a
+lock, the request and answer counters, the latency histogram and the wrapper that
+sees the response closed, reported to the keeper at most once a second (the status
+rows, `linohost status` and `/_linohost/metrics` are read from those reports). Both
+servers here are linohost's worker exactly as the keeper starts it (as the site user,
+on an inherited socket, waitress with the keeper's threads); in the second one a
+shipped module replaces ``Activity.wrap`` by the application itself before the
+worker's main() runs. One Cosi demo site, a Lino JSON API call signed in
+(``GET /SITE/api/contacts/Persons?fmt=json&limit=10``), wrk at 8 and 1 connections,
+rounds alternating the order; the ratio counted / uncounted of the medians (goal at 8
+connections: >= 0.98). Needs wrk; every load is bounded by wrk's -d.
+
+Usage: python bench/bench_metrics.py [--root DIR --site NAME] [--duration 8] [--rounds 5]
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+from bench_serve import API, ENV, _host_key, free_port, login, stop, wait_200
+from bench_worker_server import start_waitress
+from common import BenchHost, KeptHost, median, table, warm_up, wrk_latency
+
+#: A shipped module: linohost's worker with no per-request counting.
+UNCOUNTED = '''
+import linohost_worker as worker
+
+
+class Uncounted(worker.Activity):
+    def wrap(self, app):
+        return app
+
+
+def main():
+    worker.Activity = Uncounted
+    worker.main()
+'''
+
+SERVERS = {
+    "counted": lambda h, site, port, threads: start_waitress(h, site, port, threads),
+    "uncounted": lambda h, site, port, threads: start_waitress(
+        h, site, port, threads, module="uncounted", sources={"uncounted": UNCOUNTED}),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", help="base directory of a host root to reuse (and keep)")
+    ap.add_argument("--site", help="its site to serve (with --root)")
+    ap.add_argument("--duration", type=int, default=8, help="seconds of each wrk run")
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    if bool(a.root) != bool(a.site):
+        raise SystemExit("--root and --site go together")
+    h = KeptHost(a.root) if a.root else BenchHost("linohost-bench-metrics-")
+    site = a.site or "msite1"
+    procs = {}
+    try:
+        if not a.root:
+            h("init")
+            h("env", "create", ENV, "cosi")
+            h("new", site, "--app", "cosi", "--env", ENV)
+        threads = int(_host_key(h, "keeper.threads"))
+        order = list(SERVERS)
+        print(f"site {site} of {h.root}; 1 process x {threads} threads each; "
+              f"{os.cpu_count()} cores; load average {os.getloadavg()}\n")
+        ports = {}
+        for s in order:
+            ports[s] = free_port()
+            procs[s] = SERVERS[s](h, site, ports[s], threads)
+        urls = {s: f"http://127.0.0.1:{ports[s]}/{site}/" for s in order}
+        for s in order:
+            wait_200(urls[s], time.monotonic() + 300)
+        sid = login(urls[order[0]])                # one database: valid on both
+        for s in order:
+            wait_200(urls[s] + API, time.monotonic() + 60, cookies={"sessionid": sid})
+            warm_up(urls[s] + API, sid)
+        res = {(s, c): [] for s in order for c in (8, 1)}
+        for i in range(a.rounds):
+            for s in (order if i % 2 == 0 else order[::-1]):
+                for c in (8, 1):
+                    res[s, c].append(wrk_latency(urls[s] + API, sid, c, a.duration))
+        print(f"== {API} signed in, {a.rounds} rounds of {a.duration} s, order alternating")
+        table([(s, c, " / ".join(f"{r['rps']:.1f}" for r in res[s, c]),
+                f"{median([r['rps'] for r in res[s, c]]):.1f}",
+                f"{median([r['p50_ms'] for r in res[s, c]]):.0f}",
+                sum(r["errors"] for r in res[s, c]))
+               for c in (8, 1) for s in order],
+              ("worker", "connections", "req/s per round", "req/s median", "p50 ms median",
+               "errors"))
+        for c in (8, 1):
+            rps = [median([r["rps"] for r in res[s, c]]) for s in order]
+            print(f"c={c}: counted / uncounted req/s {rps[0] / rps[1]:.3f}"
+                  + (" (goal >= 0.98)" if c == 8 else ""))
+        print(f"load average after {os.getloadavg()}")
+    finally:
+        for p in procs.values():
+            stop(p)
+        h.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
