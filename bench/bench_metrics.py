@@ -11,12 +11,15 @@ shipped module replaces ``Activity.wrap`` by the application itself before the
 worker's main() runs. One Cosi demo site, a Lino JSON API call signed in
 (``GET /SITE/api/contacts/Persons?fmt=json&limit=10``), wrk at 8 and 1 connections,
 rounds alternating the order; the ratio counted / uncounted of the medians (goal at 8
-connections: >= 0.98). Needs wrk; every load is bounded by wrk's -d.
+connections: >= 0.98). Needs wrk; every load is bounded by wrk's -d. First, the
+wrapper alone in this process: microseconds it adds to a request of an application
+that does nothing (a bound of its cost that no machine noise blurs).
 
 Usage: python bench/bench_metrics.py [--root DIR --site NAME] [--duration 8] [--rounds 5]
 """
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -48,6 +51,34 @@ SERVERS = {
 }
 
 
+def wrapper_us(n=200_000):
+    """Microseconds ``Activity.wrap`` adds to a request of an application that does
+    nothing, measured here (the shipped worker imported under its own names)."""
+    for name in ("protocol", "unheard"):
+        sys.modules[f"linohost_{name}"] = importlib.import_module(f"linohost.keeper.{name}")
+    from linohost.keeper import worker
+    body = [b"x"]
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return body
+
+    def per_request(application):
+        t = time.perf_counter()
+        for _ in range(n):
+            it = application({}, lambda status, headers, exc_info=None: None)
+            for _ in it:
+                pass
+            if hasattr(it, "close"):
+                it.close()
+        return (time.perf_counter() - t) / n * 1e6
+
+    with open(os.devnull, "w") as status:
+        counted = worker.Activity(status).wrap(app)
+        plain = min(per_request(app) for _ in range(3))
+        return min(per_request(counted) for _ in range(3)) - plain
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", help="base directory of a host root to reuse (and keep)")
@@ -59,6 +90,8 @@ def main():
         raise SystemExit("wrk is needed: apt-get install wrk")
     if bool(a.root) != bool(a.site):
         raise SystemExit("--root and --site go together")
+    extra = wrapper_us()
+    print(f"== the wrapper alone: {extra:.2f} us per request\n", flush=True)
     h = KeptHost(a.root) if a.root else BenchHost("linohost-bench-metrics-")
     site = a.site or "msite1"
     procs = {}
@@ -97,8 +130,11 @@ def main():
                "errors"))
         for c in (8, 1):
             rps = [median([r["rps"] for r in res[s, c]]) for s in order]
+            took = 1e6 / rps[1]                 # us per request, uncounted
             print(f"c={c}: counted / uncounted req/s {rps[0] / rps[1]:.3f}"
-                  + (" (goal >= 0.98)" if c == 8 else ""))
+                  + (" (goal >= 0.98)" if c == 8 else "")
+                  + f"; the wrapper's {extra:.1f} us of the {took:.0f} us a request "
+                    f"takes bound it at {took / (took + extra):.4f}")
         print(f"load average after {os.getloadavg()}")
     finally:
         for p in procs.values():

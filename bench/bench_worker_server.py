@@ -21,7 +21,6 @@ Usage: python bench/bench_worker_server.py [--root DIR --site NAME] [--duration 
 """
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -54,8 +53,8 @@ def start_waitress(h, site, port, threads, module="worker", sources=None):
            "LINOHOST_STATUS_FD": str(status_w), protocol.START: json.dumps(request)}
     as_owner = {}
     if os.geteuid() == 0:
-        as_owner = {"user": _owner(h, "site_user"), "group": _owner(h, "site_group"),
-                    "extra_groups": []}
+        user = _host_key(h, "site_user_prefix") + site     # the site's own, as bench_serve
+        as_owner = {"user": user, "group": user, "extra_groups": []}
     try:
         proc = subprocess.Popen(
             shipped.argv(h.root / "envs" / ENV / "bin" / "python", module, project),
@@ -72,11 +71,6 @@ def start_waitress(h, site, port, threads, module="worker", sources=None):
         os.close(status_r)
     threading.Thread(target=drain, daemon=True).start()
     return proc
-
-
-@functools.cache
-def _owner(h, key):
-    return _host_key(h, key)
 
 
 SERVERS = {"waitress": start_waitress,
