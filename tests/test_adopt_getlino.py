@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -381,3 +382,36 @@ def test_bad_getlino_input_changes_nothing(host, getlino, adopted, tmp_path):
              "--yes", check=False, env=operator(g))
     assert_one_error_line(p, 2, "not an executable interpreter")
     assert names(host) == sites and tree_hash(g.home / "lino") == before
+
+
+def configuring():
+    """Whether a `getlino configure` runs (its python, not runuser or env)."""
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and Path(argv[1].decode(errors="replace")).name == "getlino":
+            return True
+    return False
+
+
+def test_a_running_getlino_is_waited_for(host, getlino):
+    """getlino asking its questions (`getlino configure`, as its user) may be about to
+    write what adopt reads: adopt refuses with one line until it is done."""
+    g, project, _ = getlino
+    envs = [f"{k}={v}" for k, v in g.env.items()]
+    proc = subprocess.Popen(["runuser", "-u", "nobody", "--", "env", "-i", *envs,
+                             g.bin / "getlino", "configure"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for("getlino to run", lambda: configuring(), timeout=30)
+        sites = names(host)
+        p = host("adopt", project, "--as", host.unique("gr"), "--yes", check=False,
+                 env=operator(g))
+        assert_one_error_line(p, 2, "getlino is running (pid ", "adopt when it is done")
+        assert names(host) == sites
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)        # the session it leads: getlino too
+        proc.wait()

@@ -80,6 +80,22 @@ def layout_of(project, configs=None):
     return Layout(local.parent, local.name)
 
 
+def running(proc=Path("/proc")):
+    """The pid of a running getlino (its command, ``getlino`` or ``python -m getlino``),
+    or None: it may be writing a site or the config that adopt reads."""
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        names = [os.path.basename(a) for a in argv[:2]]
+        if b"getlino" in names or argv[1:3] == [b"-m", b"getlino"]:
+            return int(d.name)
+    return None
+
+
 def find_layout(config=None):
     """The Layout of this host's getlino: from *config*, else the first config
     file found (:func:`config_files`)."""
