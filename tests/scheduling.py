@@ -6,13 +6,15 @@ import pytest
 #: Modules that change a thing of the machine, not of a host root, that another
 #: of them reads: they run on one worker, one after the other.
 MACHINE_GROUPS = {"test_system_apache.py": "etc-apache",   # /etc/apache2, and a copy of it
-                  "test_tls.py": "etc-apache"}
+                  "test_tls.py": "etc-apache",
+                  # adopt refuses while any getlino runs (test_adopt_getlino runs one)
+                  "test_adopt.py": "adopt", "test_adopt_getlino.py": "adopt"}
 
 
 #: The groups that take longest, first: a worker that is free takes the next group,
 #: so the long ones must not come last.
 LONGEST_FIRST = ("serving-keeper", "test_upgrade.py", "test_zygote.py", "test_moved_site.py",
-                 "test_backup.py", "serving-mod_wsgi", "test_nginx.py", "test_messages.py",
+                 "adopt", "test_backup.py", "serving-mod_wsgi", "test_nginx.py", "test_messages.py",
                  "test_lifecycle.py", "test_users.py",
                  "test_secrets.py", "test_bad_input.py")
 
