@@ -21,13 +21,12 @@ Usage: python bench/bench_metrics.py [--root DIR --site NAME] [--duration 8] [--
 import argparse
 import importlib
 import os
-import shutil
 import sys
 import time
 
-from bench_serve import API, ENV, _host_key, free_port, login, stop, wait_200
-from bench_worker_server import start_waitress
-from common import BenchHost, KeptHost, median, table, warm_up, wrk_latency
+from bench_serve import API, _host_key, stop
+from bench_worker_server import loads, one_site_host, start_waitress
+from common import median, table
 
 #: A shipped module: linohost's worker with no per-request counting.
 UNCOUNTED = '''
@@ -86,40 +85,16 @@ def main():
     ap.add_argument("--duration", type=int, default=8, help="seconds of each wrk run")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    if bool(a.root) != bool(a.site):
-        raise SystemExit("--root and --site go together")
     extra = wrapper_us()
     print(f"== the wrapper alone: {extra:.2f} us per request\n", flush=True)
-    h = KeptHost(a.root) if a.root else BenchHost("linohost-bench-metrics-")
-    site = a.site or "msite1"
+    h, site = one_site_host(a.root, a.site, "linohost-bench-metrics-", "msite1")
     procs = {}
     try:
-        if not a.root:
-            h("init")
-            h("env", "create", ENV, "cosi")
-            h("new", site, "--app", "cosi", "--env", ENV)
         threads = int(_host_key(h, "keeper.threads"))
         order = list(SERVERS)
         print(f"site {site} of {h.root}; 1 process x {threads} threads each; "
               f"{os.cpu_count()} cores; load average {os.getloadavg()}\n")
-        ports = {}
-        for s in order:
-            ports[s] = free_port()
-            procs[s] = SERVERS[s](h, site, ports[s], threads)
-        urls = {s: f"http://127.0.0.1:{ports[s]}/{site}/" for s in order}
-        for s in order:
-            wait_200(urls[s], time.monotonic() + 300)
-        sid = login(urls[order[0]])                # one database: valid on both
-        for s in order:
-            wait_200(urls[s] + API, time.monotonic() + 60, cookies={"sessionid": sid})
-            warm_up(urls[s] + API, sid)
-        res = {(s, c): [] for s in order for c in (8, 1)}
-        for i in range(a.rounds):
-            for s in (order if i % 2 == 0 else order[::-1]):
-                for c in (8, 1):
-                    res[s, c].append(wrk_latency(urls[s] + API, sid, c, a.duration))
+        res = loads(h, site, SERVERS, threads, procs, a.rounds, a.duration)
         print(f"== {API} signed in, {a.rounds} rounds of {a.duration} s, order alternating")
         table([(s, c, " / ".join(f"{r['rps']:.1f}" for r in res[s, c]),
                 f"{median([r['rps'] for r in res[s, c]]):.1f}",

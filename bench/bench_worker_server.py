@@ -89,6 +89,50 @@ def startup(h, site, server, threads):
         stop(proc)
 
 
+def one_site_host(root, site, prefix, default_site):
+    """(host, site): the kept host root under *root* with its *site*, or a throw-away
+    host with one Cosi demo site *default_site*."""
+    if bool(root) != bool(site):
+        raise SystemExit("--root and --site go together")
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    if root:
+        return KeptHost(root), site
+    h = BenchHost(prefix)
+    try:
+        h("init")
+        h("env", "create", ENV, "cosi")
+        h("new", default_site, "--app", "cosi", "--env", ENV)
+    except BaseException:
+        h.close()
+        raise
+    return h, default_site
+
+
+def loads(h, site, servers, threads, procs, rounds, duration):
+    """Start each of *servers* ({name: start function}) on a port of its own (into
+    *procs*), sign in once, warm each up, then wrk at 8 and 1 connections in *rounds*
+    alternating their order: {(name, connections): [wrk_latency]}."""
+    order = list(servers)
+    ports = {}
+    for s in order:
+        ports[s] = free_port()
+        procs[s] = servers[s](h, site, ports[s], threads)
+    urls = {s: f"http://127.0.0.1:{ports[s]}/{site}/" for s in order}
+    for s in order:
+        wait_200(urls[s], time.monotonic() + 300)
+    sid = login(urls[order[0]])                # one database: valid on all
+    for s in order:
+        wait_200(urls[s] + API, time.monotonic() + 60, cookies={"sessionid": sid})
+        warm_up(urls[s] + API, sid)
+    res = {(s, c): [] for s in order for c in (8, 1)}
+    for i in range(rounds):
+        for s in (order if i % 2 == 0 else order[::-1]):
+            for c in (8, 1):
+                res[s, c].append(wrk_latency(urls[s] + API, sid, c, duration))
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", help="base directory of a host root to reuse (and keep)")
@@ -97,18 +141,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--startups", type=int, default=2, help="start-ups timed per server")
     a = ap.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    if bool(a.root) != bool(a.site):
-        raise SystemExit("--root and --site go together")
-    h = KeptHost(a.root) if a.root else BenchHost("linohost-bench-worker-")
-    site = a.site or "wsite1"
+    h, site = one_site_host(a.root, a.site, "linohost-bench-worker-", "wsite1")
     procs = {}
     try:
-        if not a.root:
-            h("init")
-            h("env", "create", ENV, "cosi")
-            h("new", site, "--app", "cosi", "--env", ENV)
         if not (h.root / "envs" / ENV / "bin" / "gunicorn").exists():
             subprocess.run([h.root / "envs" / ENV / "bin" / "pip", "install", "-q",
                             "--disable-pip-version-check", "gunicorn"], check=True)
@@ -127,22 +162,7 @@ def main():
         print(f"ratio waitress / gunicorn: "
               f"{median(starts['waitress']) / median(starts['gunicorn']):.2f}", flush=True)
 
-        ports = {}
-        for s in order:
-            ports[s] = free_port()
-            procs[s] = SERVERS[s](h, site, ports[s], threads)
-        urls = {s: f"http://127.0.0.1:{ports[s]}/{site}/" for s in order}
-        for s in order:
-            wait_200(urls[s], time.monotonic() + 300)
-        sid = login(urls[order[0]])                # one database: valid on both
-        for s in order:
-            wait_200(urls[s] + API, time.monotonic() + 60, cookies={"sessionid": sid})
-            warm_up(urls[s] + API, sid)
-        res = {(s, c): [] for s in order for c in (8, 1)}
-        for i in range(a.rounds):
-            for s in (order if i % 2 == 0 else order[::-1]):
-                for c in (8, 1):
-                    res[s, c].append(wrk_latency(urls[s] + API, sid, c, a.duration))
+        res = loads(h, site, SERVERS, threads, procs, a.rounds, a.duration)
         mem = {s: tree_memory(procs[s].pid) for s in order}
 
         print(f"\n== {API} signed in, {a.rounds} rounds of {a.duration} s, order alternating")

@@ -419,16 +419,8 @@ def rm(state, site, yes, no_archive):
             output.err.print(f"This destroys site {site} (no archive):", markup=False)
         for step in plan:
             output.err.print(f"  - {site_ops.describe(step)}", markup=False)
-        if not yes:                     # the answer from a terminal, or a pipe (echo y |)
-            try:
-                confirmed = click.confirm("Remove it?", err=True)
-            except click.exceptions.Abort:          # Ctrl-D, Ctrl-C, or no answer at all
-                confirmed = False
-            if not sys.stdin.isatty():              # a terminal echoed the answer's newline
-                sys.stderr.write("\n")
-            if not confirmed:
-                raise Cancelled(f"not confirmed: nothing of {site} was removed"
-                                + ("" if sys.stdin.isatty() else " (--yes: without asking)"))
+        if not yes:
+            _confirm("Remove it?", f"nothing of {site} was removed")
         if not no_archive:
             try:
                 backups.backup(ctx, s)
@@ -587,12 +579,7 @@ def adopt(state, path, getlino_config, all_sites, as_name, env_name, db_mode, py
                 output.print_json({"plan": plan.as_dict(), "done": False})
             return
         if not yes:
-            try:
-                confirmed = click.confirm("Adopt it?", err=True)
-            except click.exceptions.Abort:
-                confirmed = False
-            if not confirmed:
-                raise Cancelled(f"not confirmed: {plan.source} was not adopted")
+            _confirm("Adopt it?", f"{plan.source} was not adopted")
         site, archive, rows = adopting.adopt(ctx, plan)
     if as_json:
         output.print_json({"plan": plan.as_dict(), "done": True, "archive": str(archive),
@@ -600,6 +587,20 @@ def adopt(state, path, getlino_config, all_sites, as_name, env_name, db_mode, py
     output.progress(f"site {site.name} adopted from {plan.source} ({len(rows)} tables, "
                     f"{sum(rows.values())} rows; archive of the source: {archive}): "
                     f"{urls(ctx.host, site)}")
+
+
+def _confirm(question, refused):
+    """Ask *question* on stderr, answered from a terminal or a pipe (echo y |); raise
+    Cancelled ("not confirmed: *refused*") unless the answer is yes."""
+    try:
+        confirmed = click.confirm(question, err=True)
+    except click.exceptions.Abort:          # Ctrl-D, Ctrl-C, or no answer at all
+        confirmed = False
+    if not sys.stdin.isatty():              # a terminal echoed the answer's newline
+        sys.stderr.write("\n")
+    if not confirmed:
+        raise Cancelled(f"not confirmed: {refused}"
+                        + ("" if sys.stdin.isatty() else " (--yes: without asking)"))
 
 
 def _adopt_all(state, path, config, all_sites, as_name, env_name, db_mode, python, paths,
@@ -623,12 +624,7 @@ def _adopt_all(state, path, config, all_sites, as_name, env_name, db_mode, pytho
         output.progress(f"getlino sites in {layout.local_dir}: "
                         + " ".join(p.name for p in projects))
         if not (yes or dry_run):
-            try:
-                confirmed = click.confirm(f"Adopt these {len(projects)} sites?", err=True)
-            except click.exceptions.Abort:
-                confirmed = False
-            if not confirmed:
-                raise Cancelled("not confirmed: no site was adopted")
+            _confirm(f"Adopt these {len(projects)} sites?", "no site was adopted")
         with output.bar("adopting" if not dry_run else "planning", len(projects)) as advance:
             outcomes = adopting.adopt_all(ctx, layout, env_name, db_mode, dry_run,
                                           on_done=lambda o: advance(f"{o.site}: {o.result}"))

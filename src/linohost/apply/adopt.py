@@ -112,8 +112,9 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
         raise UsageError(f"{project} is not a Lino project: it has no manage.py")
     if project == host.root.resolve() or host.root.resolve() in project.parents:
         raise UsageError(f"{project} is already under linohost (inside {host.root})")
-    if str(project) in adoptions(host):
-        raise AlreadyAdopted(project, adoptions(host)[str(project)])
+    adopted_as = adoptions(host).get(str(project))
+    if adopted_as:
+        raise AlreadyAdopted(project, adopted_as)
     if db != "copy":
         raise UsageError("--db move is not supported yet: use --db copy")
     layout = layout or getlino.layout_of(project)

@@ -118,24 +118,14 @@ def reload(ctx, kinds, conf):
         ctl = shutil.which("supervisorctl")
         args = [ctl, *(["-c", conf] if conf else [])] if ctl else None
         if args and subprocess.run([*args, "pid"], capture_output=True).returncode == 0:
-            p = subprocess.run([*args, "update"], capture_output=True, text=True)
-            if p.returncode != 0:
-                raise StepFailed(f"supervisorctl update failed: {_last(p)}")
+            ctx.system.run([*args, "update"], what="supervisorctl update")
             ctx.progress("supervisor updated: the old programs are stopped")
         else:
             ctx.progress("supervisor is not running: the old programs will not start again")
-    for kind, module, argv in (("apache", system_apache, ["graceful"]),
-                               ("nginx", system_nginx, ["-s", "reload"])):
-        if kind in kinds and module.running():
-            exe = shutil.which("apache2ctl") if kind == "apache" else system_nginx.BINARY
-            p = subprocess.run([exe, *argv], capture_output=True, text=True)
-            if p.returncode != 0:
-                raise StepFailed(f"{kind} reload failed: {_last(p)}")
-            ctx.progress(f"{kind} reloaded: the old vhost is off")
-
-
-def _last(p):
-    return ((p.stdout + p.stderr).strip().splitlines() or ["no output"])[-1]
+    if "apache" in kinds:
+        system_apache.graceful(ctx)
+    if "nginx" in kinds:
+        system_nginx.reload(ctx)
 
 
 @undo_step("old_service_file")

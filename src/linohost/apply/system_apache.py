@@ -153,11 +153,17 @@ def write(ctx):
         else:
             atomic_write(target, old)
         raise
-    if running():
-        subprocess.run([exe, "graceful"], check=True, capture_output=True)
-        ctx.progress("Apache reloaded gracefully")
-    else:
+    if not graceful(ctx):
         ctx.progress("Apache is not running: the config takes effect when it starts")
+
+
+def graceful(ctx):
+    """Reload the system Apache gracefully (no request is cut) if it runs; whether it did."""
+    if not running():
+        return False
+    ctx.system.run([_apache2ctl(), "graceful"], what="apache2ctl graceful")
+    ctx.progress("Apache reloaded gracefully")
+    return True
 
 
 def write_landing(htdocs, index):

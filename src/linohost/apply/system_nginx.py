@@ -230,11 +230,18 @@ def _install(ctx):
         raise
     if CONFDIR != SYSTEM_CONFDIR:
         ctx.progress(f"{CONFDIR} is not the system's nginx config: not reloading")
-    elif running():
-        subprocess.run([exe, "-s", "reload"], check=True, capture_output=True)
-        ctx.progress("nginx reloaded")
-    else:
+    elif not reload(ctx):
         ctx.progress("nginx is not running: the config takes effect when it starts")
+
+
+def reload(ctx):
+    """Reload the system nginx (no request is cut) if it runs with the system's config;
+    whether it did."""
+    if CONFDIR != SYSTEM_CONFDIR or not running():
+        return False
+    ctx.system.run([BINARY, "-s", "reload"], what="nginx reload")
+    ctx.progress("nginx reloaded")
+    return True
 
 
 def running():

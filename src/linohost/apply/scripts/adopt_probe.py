@@ -152,11 +152,10 @@ def answers(project, username):
     own URL prefix reads as "/" in paths and bodies. Sessions live in signed cookies and
     everything runs in one transaction rolled back at the end: no row is written."""
     import hashlib
-    import importlib
 
     import django
     from django.conf import settings
-    importlib.import_module(settings_module(project))
+    settings_module(project)                # sets DJANGO_SETTINGS_MODULE as manage.py does
     django.setup()
     from django.apps import apps
     from django.db import transaction
