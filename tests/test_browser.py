@@ -287,12 +287,15 @@ def react_sign_in(b, username="robin", name="Robin Rood"):
     b.until(signed_in(b, name), "greeting of the signed-in user")
 
 
-def react_session(b, base):
-    """Sign in, a table, a row's detail, sign out: as a person does it in React."""
+def react_session(b, base, title=None):
+    """Sign in, a table, a row's detail, sign out: as a person does it in React; the
+    window shows the site's own *title* (its page cache is shared, see test_pagecache)."""
     table, menu, item, text = TABLE
     b.get(base)
     react_sign_in(b)
     b.shot("main")
+    if title:
+        b.until(lambda d: d.title == title, f"the window title {title!r}")
     assert session_cookie_path(b) == urlparse(base).path[:-1]
     b.get(base + f"#/api/{table}")
     row = b.until(row_with(".p-datatable tbody tr", text), f"rows of {table} with {text}")
@@ -382,8 +385,10 @@ def test_react_and_extjs_sites_under_prefixes_of_one_vhost(host, server, prefix_
         b.label = f"prefix-{front_end}-{site}"
         b.requests.clear()
         log.mark()
-        session = react_session if front_end == "react" else extjs_session
-        session(b, base)
+        if front_end == "react":
+            react_session(b, base, json.loads(host("show", site, "--json").stdout)["title"])
+        else:
+            extjs_session(b, base)
         # Both front ends register one; ExtJS's own line asks for /service-worker.js.
         worker = active_service_worker(b)
         assert worker and urlparse(worker).path == prefix + "service-worker.js", worker

@@ -36,6 +36,20 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+
+
+def react_reads_site_title():
+    """Whether this environment's React client reads ``site_title`` from the JSON
+    Lino writes for it (lino_react 26.10 does not: its bundles never name it);
+    True where unsure."""
+    import importlib.util
+    spec = importlib.util.find_spec("lino_react")
+    if spec is None or not spec.submodule_search_locations:
+        return False                            # no React: no such file
+    bundles = list(Path(spec.submodule_search_locations[0]).glob("react/static/react/*.js"))
+    return not bundles or any(b"site_title" in b.read_bytes() for b in bundles)
+
+
 for task in tasks:
     started = time.monotonic()
     if task == "requirements":
@@ -58,6 +72,12 @@ for task in tasks:
         kernel = settings.SITE.kernel
         kernel._lino_version = float(stamp)
         kernel.touch_lino_version = lambda: None
+        if not react_reads_site_title():
+            # React's lino_TYPE_LANG.json (a megabyte each) holds the site's title,
+            # which its client does not read: built as the app's untitled site's, they
+            # are the same for sites alike but for their titles (stored once).
+            settings.SITE.title = settings.SITE.verbose_name
+            print("cache: untitled")
         settings.SITE.build_site_cache(force=True, verbosity=0)
     elif task == "previews":
         from lino.api import dd
