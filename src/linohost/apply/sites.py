@@ -16,7 +16,7 @@ from ..errors import Conflict, Interrupted, UsageError
 from ..model import apps, names
 from ..model.site import Site
 from ..render import site as render_site
-from . import demo, envs, keys, locales, site_settings, users
+from . import demo, envs, keys, locales, pagecache, site_settings, users
 from ..fs import atomic_write, write_secret
 from .journal import Journal, undo_step
 
@@ -108,12 +108,14 @@ def check_secret_key(cfg):
                          "derived`")
 
 
-def new(ctx, site, data="demo", first_admin=None, own=""):
+def new(ctx, site, data="demo", first_admin=None, own="", db_kept=False):
     """Create *site* (a record from :func:`plan_new`): files, database, data, caches.
 
     *data* is "demo", "empty", or a function ``data(ctx, site)`` that loads it;
     *first_admin* (user name, password) is made once the data is there; *own* is the
-    own part of its settings (a copy's, carried from its source)."""
+    own part of its settings (a copy's, carried from its source); *db_kept*: its
+    server database exists with its data (`adopt --db move`: its user's password in
+    the secrets already, root's)."""
     host, system = ctx.host, ctx.system
     env = host.env(site.env)
     app = apps.resolve(site.app)
@@ -128,7 +130,10 @@ def new(ctx, site, data="demo", first_admin=None, own=""):
         write_files(host, site, own)
         keys.write(ctx, site.name, journal)
         be = backend(site.db, ctx.cfg)
-        if be.server:
+        if be.server and db_kept:
+            secret = host.secrets_dir / f"db-{site.name}"
+            write_secret(secret, secret.read_text().strip(), system.owner_of(site.name))
+        elif be.server:
             secret = host.secrets_dir / f"db-{site.name}"
             journal.record("file", path=str(secret))
             write_secret(secret, secrets.token_urlsafe(24), system.owner_of(site.name))
@@ -139,10 +144,11 @@ def new(ctx, site, data="demo", first_admin=None, own=""):
         users.own_project(ctx, site.name)
         env = envs.ensure_app(ctx, env, app, project)
         template = demo.find(env, site) if data == "demo" else None
+        cached = False
         if template:
             ctx.progress(f"{site.name}: the demo data made by prep today for "
                          f"{(template / demo.READY).read_text().strip()}")
-            demo.load(ctx, site, template)
+            cached = demo.load(ctx, env, site, template)
             tasks = ["previews"]                # the template's are its own site's URLs
         elif callable(data):                    # e.g. load an archive
             data(ctx, site)
@@ -151,7 +157,8 @@ def new(ctx, site, data="demo", first_admin=None, own=""):
             tasks = [data]
         if not envs.has_static(env, app, site.front_end):
             tasks.append("static")
-        tasks.append("cache")
+        if not cached:                          # (else the template's: same structure)
+            tasks.append("cache")
         if first_admin:                         # for the site user only, removed by it
             write_secret(project / ".first-admin", "\n".join(first_admin),
                          system.owner_of(site.name))
@@ -164,13 +171,15 @@ def new(ctx, site, data="demo", first_admin=None, own=""):
                                   site=site).stdout
         locales.ensure(ctx, locales.asked(out))
         if tasks[split:]:
-            envs.run_site_tasks(ctx, env, project, tasks[split:], site=site)
+            out += envs.run_site_tasks(ctx, env, project, tasks[split:], site=site).stdout
+        if cached:
+            pagecache.share(host, project)
         if be.server:                           # who made it, for a clash from elsewhere
             be.mark(site.db_name, host.db_note(site.name))
         if "static" in tasks:
             envs.mark_static(env, app, site.front_end)
         if tasks[:1] == ["demo"]:
-            demo.save(ctx, env, site)
+            demo.save(ctx, env, site, cache=demo.UNTITLED in out.splitlines())
         record = host.registry_dir / f"{site.name}.toml"
         journal.record("file", path=str(record))
         atomic_write(record, site.dumps())
@@ -240,12 +249,14 @@ def write_settings(host, site, owner=None, restart=True, own=None):
         process_backend(host).restart_site(site.name)
 
 
-def destruction_plan(ctx, site):
-    """What `rm` destroys, in order, as journal steps."""
+def destruction_plan(ctx, site, keep_database=False):
+    """What `rm` destroys, in order, as journal steps (*keep_database*: not its server
+    database and user)."""
     host = ctx.host
     steps = [{"kind": "file", "path": str(host.registry_dir / f"{site.name}.toml")}]
     if site.db != "sqlite":
-        steps.append({"kind": "database", "engine": site.db, "name": site.db_name})
+        if not keep_database:
+            steps.append({"kind": "database", "engine": site.db, "name": site.db_name})
         steps.append({"kind": "file", "path": str(host.secrets_dir / f"db-{site.name}")})
     steps.append({"kind": "file", "path": str(keys.key_file(host, site.name))})
     if keys.kept_file(host, site.name).exists():
@@ -264,9 +275,11 @@ def describe(step):
     return {"tree": "directory", "file": "file"}[step["kind"]] + " " + step["path"]
 
 
-def rm(ctx, site):
-    """Destroy *site*: registry record, database and user, secrets, directory, Unix user."""
-    journal = Journal(ctx.host, "rm", site.name).start(destruction_plan(ctx, site))
+def rm(ctx, site, keep_database=False):
+    """Destroy *site*: registry record, database and user (unless *keep_database*),
+    secrets, directory, Unix user."""
+    journal = Journal(ctx.host, "rm", site.name).start(
+        destruction_plan(ctx, site, keep_database))
     errors = journal.undo(ctx, log=ctx.progress)
     if errors:
         raise Conflict(f"could not remove everything of {site.name}: {errors[0]}")
