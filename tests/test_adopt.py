@@ -3,8 +3,10 @@ projects sharing one djangosite_local.py, populated by their own `manage.py prep
 Adopted: the same rows per table, its own settings in effect and below the marker,
 the source untouched; bad input changes nothing; a kill half-way is repaired."""
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -203,7 +205,7 @@ def test_bad_input_changes_nothing(host, seed, adopted, tmp_path):
             'str(SITE.site_dir / "default.db")', '"/nonexistent/x.db"'))
         assert "cannot read the database" in bad(host, raising, "--as", host.unique("r"),
                                                  "--path", seed)
-        assert "not supported yet" in bad(host, seed / "site2", "--db", "move")
+        assert "is SQLite: use --db copy" in bad(host, seed / "site2", "--db", "move")
     finally:
         shutil.rmtree(raising)
     assert tree_hash(seed) == before
@@ -319,6 +321,71 @@ def test_a_site_on_a_server_database_moves_in_with_its_rows(host, seed, server_s
     finally:
         settings.write_text(good)
     assert server_rows(engine, db) == counts
+
+
+def password_is(engine, user, password):
+    """Whether *password* is *user*'s. PostgreSQL: checked against the role's stored
+    verifier (the test server trusts local connections, whatever the password)."""
+    if engine == "mysql":
+        try:
+            pymysql.connect(host="127.0.0.1", user=user, password=password).close()
+            return True
+        except pymysql.err.OperationalError:
+            return False
+    with contextlib.closing(admin_connection(engine, "postgres")) as c:
+        stored = c.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
+                           (user,)).fetchone()[0]
+    if stored.startswith("md5"):
+        return stored == "md5" + hashlib.md5((password + user).encode()).hexdigest()
+    iterations_salt, keys = stored.split("$")[1:]
+    iterations, salt = iterations_salt.split(":")
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt),
+                                 int(iterations))
+    client = hmac.new(salted, b"Client Key", "sha256").digest()
+    return base64.b64encode(hashlib.sha256(client).digest()).decode() == keys.split(":")[0]
+
+
+@pytest.mark.parametrize("server_source", ["postgresql", "mysql"], indirect=True)
+def test_db_move_keeps_the_database_and_takes_over_its_user(host, seed, server_source):
+    """`--db move`: the site keeps the source's database under its name and its user,
+    with a new password; killed half-way, the user has its old password again and the
+    database its rows (the source runs as before); `rm` drops both at last."""
+    engine, project, db, password = server_source
+    counts = server_rows(engine, db)
+    name = host.unique("mv")
+    args = ["adopt", project, "--as", name, "--path", seed, "--db", "move", "--yes"]
+    plan = json.loads(host(*args[:-1], "--dry-run", "--json").stdout)["plan"]
+    assert plan["db_mode"] == "move" and db in plan["database"]
+    assert kill_at(host, f"{name}: making the site from the archive", *args)
+    assert name not in names(host)             # the next command repaired
+    assert password_is(engine, db, password) and server_rows(engine, db) == counts
+    assert not list((host.root / "secrets").glob(f"*-{name}"))
+    p = host(*args)
+    try:
+        assert password not in p.stdout + p.stderr and answered(p.stderr) >= 10, p.stderr
+        record = tomllib.loads((host.root / "registry" / f"{name}.toml").read_text())
+        assert record["db"] == engine and record["db_name"] == db
+        new = (host.root / "secrets" / f"db-{name}").read_text().strip()
+        assert password_is(engine, db, new) and not password_is(engine, db, password)
+        assert server_rows(engine, db) == counts
+        out = host("manage", name, "--", "shell", "-c", "from lino.api import rt; " + EFFECT)
+        assert out.stdout.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1"
+    finally:
+        host("rm", name, "--yes", "--no-archive", check=False)
+    assert db not in names_on_server(engine)
+
+
+def names_on_server(engine):
+    """The names of the server's databases and users (roles)."""
+    with contextlib.closing(admin_connection(engine, "postgres" if engine == "postgresql"
+                                             else None)) as c:
+        cur = c.cursor()
+        out = set()
+        for q in (("SELECT datname FROM pg_database", "SELECT rolname FROM pg_roles")
+                  if engine == "postgresql" else ("SHOW DATABASES", "SELECT user FROM mysql.user")):
+            cur.execute(q)
+            out |= {r[0] for r in cur.fetchall()}
+        return out
 
 
 def test_killed_half_way_is_repaired(host, seed):

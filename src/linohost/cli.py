@@ -546,8 +546,9 @@ def clone(state, src, dst, db, title):
 @click.option("--as", "as_name", help="Name of the new site (default: the directory's).")
 @click.option("--env", "env_name", help="Environment (default: the first that has its app).")
 @click.option("--db", "db_mode", type=click.Choice(["copy", "move"]), default="copy",
-              show_default=True, help="copy: a new database filled from a dump "
-              "(move: not supported yet).")
+              show_default=True, help="copy: a new database filled from a dump; move: "
+              "the site keeps the source's PostgreSQL or MariaDB database where it is, and "
+              "takes over its user (a new password).")
 @click.option("--python", help="The project's interpreter, where none is found beside it.")
 @click.option("--path", "paths", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="A directory the project had on its path (repeatable), e.g. that of a "

@@ -10,6 +10,7 @@ What was adopted from where is kept in ``ROOT/adopted/SITE/adoption.toml``: a so
 is adopted once (while its site exists), and `--getlino --all` can be run again.
 """
 
+import dataclasses
 import datetime
 import json
 import os
@@ -27,7 +28,7 @@ from ..fs import atomic_write, write_secret
 from ..model import apps, getlino
 from ..model.adoption import Plan, given_settings, key_row, own_part
 from ..render.site import FRONT_ENDS
-from . import keys, oldservices, sites
+from . import keys, movedb, oldservices, sites
 from .backup import _record, backup_dir, copy_files, staged
 from .journal import Journal, undo_step
 from .restore import restore
@@ -115,8 +116,6 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
     adopted_as = adoptions(host).get(str(project))
     if adopted_as:
         raise AlreadyAdopted(project, adopted_as)
-    if db != "copy":
-        raise UsageError("--db move is not supported yet: use --db copy")
     layout = layout or getlino.layout_of(project)
     py = Path(python) if python else find_python(project, layout)
     if py is None:
@@ -131,6 +130,8 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
     kind = source_kind(found, layout)
     database = Database.of_settings(found, project)
     database.tables(ctx.cfg)                    # readable, or a UsageError
+    if db == "move":
+        movedb.check(ctx, database)
     admin = database.first_admin(ctx.cfg)
     if not admin:
         raise UsageError(f"{database.describe()}: no active admin user: Lino's commands "
@@ -154,6 +155,8 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
     title = found["title"] if isinstance(found["title"], str) else None
     record = sites.plan_new(ctx, name, app, env, database.engine, title,
                             found["languages"] or ["en"], "", front, admin=admin)
+    if db == "move":
+        record = dataclasses.replace(record, db_name=database.name)
     own, notes = own_part(found, found["settings_file"], given_settings(ctx.cfg))
     key = found["secret_key"] if ctx.cfg["secret_policy"] != "env" else ""
     media = project / "media"
@@ -166,7 +169,7 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
                 config=str(layout.config or "") if kind == "getlino" else "", key=key,
                 key_note=key_row(ctx.cfg["secret_policy"], found["secret_key"]),
                 old_services=oldservices.find(project, supervisor_dir or None),
-                supervisor_dir=supervisor_dir)
+                supervisor_dir=supervisor_dir, move=db == "move")
 
 
 def source_kind(found, layout):
@@ -199,19 +202,25 @@ def archive_source(ctx, p):
 
 
 def adopt(ctx, p):
-    """Carry out the plan *p*: archive, restore as a new site, check; return
-    (site, archive path, {table: rows}). A failure leaves no site behind."""
+    """Carry out the plan *p*: archive, restore as a new site (with the source's
+    database itself under --db move), check; return (site, archive path, {table:
+    rows}). A failure leaves no site behind, and the source as it was."""
     host, name = ctx.host, p.site.name
-    before = p.database.tables(ctx.cfg)
     ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
     heard = probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)
-    path = archive_source(ctx, p)
     journal = Journal(host, "adopt", name).start()
-    journal.record("adopted_site", site=name)
+    journal.record("adopted_site", site=name, keep_database=p.move)
     try:
+        if p.move:          # nothing else may write to the database it takes over
+            oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
+        before = p.database.tables(ctx.cfg)
+        path = archive_source(ctx, p)
         keep_key(ctx, journal, name, p.key)
+        if p.move:
+            movedb.take_over(ctx, journal, name, p.database, path)
         ctx.progress(f"{name}: making the site from the archive")
-        site = restore(ctx, path, as_name=name, title=p.site.title, own=p.own)
+        site = restore(ctx, path, as_name=name, title=p.site.title, own=p.own,
+                       db_kept=p.database.name if p.move else "")
         ctx.progress(f"{name}: checking its rows")
         after = Database.of_site(host, site).tables(ctx.cfg)
         if after != before:
@@ -223,7 +232,8 @@ def adopt(ctx, p):
                                         [], answers_of=p.site.admin, as_site=name))
         ctx.progress(f"{name}: the same answers as the source's to {len(heard)} tables")
         remember(host, journal, p, path)
-        oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
+        if not p.move:
+            oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
     except BaseException:
         ctx.progress(f"{name}: adopting failed; removing what was made")
         journal.undo(ctx, log=ctx.progress)
@@ -314,10 +324,11 @@ def keep_key(ctx, journal, name, key):
 
 
 @undo_step("adopted_site")
-def _undo_adopted_site(ctx, site):
-    """Remove a site whose adoption did not finish (made, but not checked)."""
+def _undo_adopted_site(ctx, site, keep_database=False):
+    """Remove a site whose adoption did not finish (made, but not checked); its
+    database stays if it is the source's (--db move)."""
     if ctx.host.has_site(site):
-        sites.rm(ctx, ctx.host.site(site))
+        sites.rm(ctx, ctx.host.site(site), keep_database=keep_database)
     elif ctx.host.site_dir(site).exists():
         raise Conflict(f"{ctx.host.site_dir(site)} is left without a registry record")
 

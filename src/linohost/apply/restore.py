@@ -94,8 +94,9 @@ def _filter():
     return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
-def load_into(ctx, site, manifest, data):
-    """Put the archived files and data into the (existing, empty-database) *site*."""
+def load_into(ctx, site, manifest, data, db_kept=False):
+    """Put the archived files and data into the (existing, empty-database) *site*
+    (*db_kept*: its database holds the data already; only the files)."""
     host, system = ctx.host, ctx.system
     project = host.site_dir(site.name)
     for sub in ("media", "config"):
@@ -110,7 +111,9 @@ def load_into(ctx, site, manifest, data):
         shutil.copy2(ini, project / LINO_INI)
     users.own_project(ctx, site.name)
     be = backend(site.db, ctx.cfg)
-    if site.db == manifest.engine and manifest.native:
+    if db_kept:
+        rementioned(ctx, site, host.env(site.env))
+    elif site.db == manifest.engine and manifest.native:
         ctx.progress(f"{site.name}: loading the {site.db} database")
         if be.server:       # as the site's own database user: its rights, not the admin's
             password = (host.secrets_dir / f"db-{site.name}").read_text().strip()
@@ -164,10 +167,13 @@ def _refresh(ctx, site):
     process_backend(host).restart_site(site.name)
 
 
-def restore(ctx, path, as_name=None, force=False, engine=None, title=None, own=None):
+def restore(ctx, path, as_name=None, force=False, engine=None, title=None, own=None,
+            db_kept=""):
     """Restore the archive *path*; return the site record. A site under another name
     than the archive's gets the title of its own name unless *title* is given; a new
-    site's own settings part is the archive's, or *own* if given (an adopted site's)."""
+    site's own settings part is the archive's, or *own* if given (an adopted site's);
+    *db_kept*: the name of the server database the new site keeps as it is (an
+    adopted site's, `adopt --db move`): only the files are restored."""
     host = ctx.host
     with opened(host, path) as (manifest, data):
         original = site_of(manifest, path)
@@ -180,10 +186,11 @@ def restore(ctx, path, as_name=None, force=False, engine=None, title=None, own=N
                 raise Conflict(f"site {name!r} exists: restore --as NEWNAME, or --force to "
                                f"replace it (backed up first)")
             return _restore_over(ctx, host.site(name), manifest, data, engine, path)
-        return _restore_new(ctx, name, original, manifest, data, engine, title, own)
+        return _restore_new(ctx, name, original, manifest, data, engine, title, own, db_kept)
 
 
-def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=None):
+def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=None,
+                 db_kept=""):
     host = ctx.host
     env = original.env if original.env in host.env_names() else ctx.cfg["default_env"]
     if env != original.env:
@@ -194,12 +201,14 @@ def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=No
         ctx, name, original.app, env, engine or manifest.engine, title,
         original.languages, original.domain if name == original.name else "",
         original.front_end, admin=original.admin)
+    if db_kept:
+        record = dataclasses.replace(record, db_name=db_kept)
     settings = data / "files" / "settings.py"       # its own part comes along
     if own is None:
         own = site_settings.own_of_text(settings.read_text(encoding="utf-8")) \
             if settings.is_file() else ""
-    return sites.new(ctx, record, data=lambda ctx, site: load_into(ctx, site, manifest, data),
-                     own=own)
+    return sites.new(ctx, record, own=own, db_kept=bool(db_kept),
+                     data=lambda ctx, site: load_into(ctx, site, manifest, data, bool(db_kept)))
 
 
 def _restore_over(ctx, site, manifest, data, engine, path):

@@ -63,6 +63,7 @@ class Plan:
     key_note: str = ""          # what becomes of its SECRET_KEY (key_row)
     old_services: list = field(default_factory=list)   # apply.oldservices.OldService
     supervisor_dir: str = ""    # where its supervisor programs are ("": Debian's)
+    move: bool = False          # --db move: the site keeps the source's database
 
     def rows(self):
         s = self.site
@@ -71,7 +72,9 @@ class Plan:
                 ("python", self.python),
                 ("name", s.name), ("app", s.app), ("environment", s.env),
                 ("languages", " ".join(s.languages)), ("admin", s.admin), ("front end", s.front_end),
-                ("database", f"copy: {self.database.describe()} into a new {s.db} database"),
+                ("database", f"move: {self.database.describe()}, kept where it is; its "
+                             f"user gets a new password" if self.move else
+                             f"copy: {self.database.describe()} into a new {s.db} database"),
                 ("media", f"{self.media_kib} KiB"),
                 ("SECRET_KEY", self.key_note),
                 ("settings carried", str(sum(1 for ln in self.own.splitlines()
@@ -84,7 +87,8 @@ class Plan:
                 "python": self.python, "name": self.site.name,
                 "app": self.site.app, "env": self.site.env, "db": self.site.db,
                 "languages": list(self.site.languages), "front_end": self.site.front_end,
-                "database": self.database.describe(), "media_kib": self.media_kib, "own": self.own,
+                "database": self.database.describe(), "db_mode": "move" if self.move else "copy",
+                "media_kib": self.media_kib, "own": self.own,
                 "notes": self.notes, "secret_key_kept": bool(self.key),
                 "old_services": [{"kind": s.kind, "path": s.path, "programs": list(s.programs)}
                                  for s in self.old_services]}

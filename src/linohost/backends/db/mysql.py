@@ -78,6 +78,34 @@ class MySQL:
             if "MariaDB" in c.get_server_info():
                 cur.execute(f"ALTER DATABASE {quote_ident(name)} COMMENT %s", (note,))
 
+    def set_password(self, name, password, host=None):
+        """Give user *name*@*host* (default: the sites' host part) *password*."""
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute("ALTER USER %s@%s IDENTIFIED BY %s",
+                        (name, self.client_host if host is None else host, password))
+
+    def hosts_of(self, name):
+        """The host parts of the users called *name*."""
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute("SELECT host FROM mysql.user WHERE user = %s", (name,))
+            return sorted(r[0] for r in cur.fetchall())
+
+    def rehost(self, name, old, new):
+        """Give user *name*@*old* the host part *new*."""
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute("RENAME USER %s@%s TO %s@%s", (name, old, name, new))
+
+    def others_of(self, name):
+        """The databases other than *name* that user *name* has privileges on (or
+        ["*"]: on all): what taking the user over would take from them."""
+        with self._connect() as c, c.cursor() as cur:
+            cur.execute("SELECT DISTINCT db FROM mysql.db WHERE user = %s AND db <> %s",
+                        (name, name))
+            dbs = [r[0] for r in cur.fetchall()]
+            cur.execute("SELECT 1 FROM mysql.global_priv WHERE user = %s AND "
+                        "JSON_VALUE(priv, '$.access') <> 0", (name,))
+            return ["*"] if cur.fetchone() else sorted(dbs)
+
     def drop(self, name):
         with self._connect() as c, c.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
@@ -95,8 +123,9 @@ class MySQL:
                   "--no-tablespaces", "--default-character-set=utf8mb4",
                   f"--result-file={path}", name], env=env, what=f"mysqldump {name}")
 
-    def load(self, name, path, password=None):
-        """Load a dump into the empty database *name*.
+    def load(self, name, path, password=None, over=False):
+        """Load a dump into the empty database *name* (*over*: into the database as it
+        is; mysqldump's tables are dropped before they are made again).
 
         With the *password* of user *name* the client logs in as that user, whose
         rights end at its own database: SQL from an archive (which may come from

@@ -76,6 +76,23 @@ class PostgreSQL:
                 c.execute(sql.SQL("COMMENT ON " + kind + " {} IS {}").format(
                     ident, sql.Literal(note)))
 
+    def set_password(self, name, password):
+        """Give role *name* the password *password*."""
+        with self._connect() as c:
+            c.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)))
+
+    def others_of(self, name):
+        """The databases other than *name* that role *name* owns or may reach (besides
+        the server's own): what taking the role over would take from them."""
+        with self._connect() as c:
+            rows = c.execute(
+                "SELECT datname FROM pg_database WHERE datname <> %s AND NOT datistemplate "
+                "AND datname <> 'postgres' AND (pg_get_userbyid(datdba) = %s "
+                "OR has_database_privilege(%s, datname, 'CREATE'))",
+                (name, name, name)).fetchall()
+        return sorted(r[0] for r in rows)
+
     def drop(self, name):
         ident = sql.Identifier(name)
         with self._connect() as c:
@@ -93,8 +110,9 @@ class PostgreSQL:
         run_tool(["pg_dump", *args, "-Fc", "--no-owner", "-f", path, name], env=env,
                  what=f"pg_dump {name}")
 
-    def load(self, name, path, password=None):
-        """Load a dump into the empty database *name*, objects owned by role *name*.
+    def load(self, name, path, password=None, over=False):
+        """Load a dump into the empty database *name*, objects owned by role *name*
+        (*over*: into the database as it is, dropping first what the dump holds).
 
         With the role's *password* pg_restore logs in as that role itself: an archive
         (which may come from elsewhere) then runs with the rights of its own site only,
@@ -106,5 +124,6 @@ class PostgreSQL:
             args = ["-h", self.host, "-p", self.port, "-U", name]
             env = {"PGPASSWORD": password}
         run_tool(["pg_restore", *args, "--no-owner", "--no-privileges", "--exit-on-error",
-                  "--single-transaction", "-d", name, path], env=env,
+                  "--single-transaction", *(["--clean", "--if-exists"] if over else []),
+                  "-d", name, path], env=env,
                  what=f"pg_restore {name}")
