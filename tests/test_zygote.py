@@ -312,8 +312,7 @@ def test_sites_alike_in_their_own_data_share_a_zygote_of_it(host, cosi_sites, se
             assert requests.get(server.url(name), timeout=300).status_code == 200
 
         def variant():
-            rows = json.loads(host("status", "--zygotes", "--json").stdout)
-            return next((r for r in rows if r["variant"]), None)
+            return _variant(host)
         wait_for("a zygote of their variant", lambda: (variant() or {}).get("state") == "ready",
                  timeout=300)
         z = variant()
@@ -341,6 +340,45 @@ def test_sites_alike_in_their_own_data_share_a_zygote_of_it(host, cosi_sites, se
         for name in (a, b):
             host("rm", name, "--yes", "--no-archive", check=False)
     wait_for("their variant's zygote gone", lambda: variant() is None)
+
+
+def _variant(host):
+    """The status row of a data variant's zygote, or None."""
+    rows = json.loads(host("status", "--zygotes", "--json").stdout)
+    return next((r for r in rows if r["variant"]), None)
+
+
+@slow
+def test_a_variant_whose_rows_point_at_content_types_starts(host, server):
+    """Demo sites whose excerpt types differ from the demo data's (as sites made on
+    another day do) form a data variant; its zygote's template keeps the content
+    types those rows point at (Lino makes the excerpt types' actions from them at
+    start-up), so it starts, and the sites start warm from it."""
+    if server.backend != "keeper":
+        pytest.skip("zygotes are the keeper's")
+    import requests
+    from linohost.keeper import control
+    from linohost.model.host import Host
+    wait_zygotes_ready(host)
+    a, b = host.unique("zxa"), host.unique("zxb")
+    host("new", a, "--app", "cosi", "--front-end", "extjs")
+    try:
+        host("manage", a, "--", "shell", "-c", "from lino.api import rt; "
+             "rt.models.excerpts.ExcerptType.objects.filter(pk=1).update(name='Changed')")
+        host("clone", a, b)
+        for name in (a, b):
+            assert requests.get(server.url(name), timeout=300).status_code == 200
+        wait_for("a zygote of their variant, started or failed",
+                 lambda: (_variant(host) or {}).get("state") in ("ready", "failed"),
+                 timeout=300)
+        z = _variant(host)
+        assert z["state"] == "ready", (z, (host.root / "logs" / "zygotes.log").read_text()[-3000:])
+        control.call(Host.open(host.root), "restart", site=a)
+        row = _served_by(host, server, a, "zygote")
+        assert row["zygote"] == z["name"] and not row["plain_reason"], row
+    finally:
+        for name in (a, b):
+            host("rm", name, "--yes", "--no-archive", check=False)
 
 
 def _served_by(host, server, name, start):

@@ -161,9 +161,11 @@ def _use_project(project):
 
 def variant_database(project, tables):
     """The template's database of a data variant: the demo data's tables (or, without
-    demo data, tables made by Lino's initdb in a child process) all emptied, then
-    *tables* ({name: {"columns", "rows"}}, as the sites reported them) filled. Names
-    are checked against the database's own (quoted as identifiers), values bound."""
+    demo data, tables made by Lino's initdb in a child process) all emptied but the
+    content types (rows such as excerpt types point at them, and the sites of a group
+    hold the same: they are made in one order), then *tables* ({name: {"columns",
+    "rows"}}, as the sites reported them) filled. Names are checked against the
+    database's own (quoted as identifiers), values bound."""
     import sqlite3
     db = project / "default.db"
     if not db.exists():
@@ -190,7 +192,8 @@ def variant_database(project, tables):
         if unknown:
             raise RuntimeError(f"tables not in the template: {', '.join(sorted(unknown))}")
         with con:
-            for name in sorted(known - {"django_migrations"}):
+            kept = {"django_migrations"} | ({"django_content_type"} - set(tables))
+            for name in sorted(known - kept):
                 con.execute(f"DELETE FROM {_quoted(name)}")
             for name, table in sorted(tables.items()):
                 have = {row[1] for row in con.execute(f"PRAGMA table_info({_quoted(name)})")}
