@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from runner import HostRoot, make_root
+from runner import HostRoot, make_root, share_envs
 from scheduling import (pytest_collection_finish, pytest_collection_modifyitems,  # noqa: F401
                         pytest_configure, pytest_itemcollected)
 from serving import (BACKENDS, free_port, resolve_localhost_names, start_serve, stop_serve,
@@ -100,7 +100,7 @@ def server(request, host, cosi_sites, domain_sites):
 
 
 @pytest.fixture(scope="session")
-def nserver():
+def nserver(host):
     """`linohost serve` under web_server nginx, in a host root of its own (keeper): two
     prefix sites (React, ExtJS) and one domain site (``nserver.prefix``, ``.domain``)."""
     if not Path("/usr/sbin/nginx").exists():
@@ -110,7 +110,7 @@ def nserver():
     h = HostRoot(root / "root")
     h("init", "--port", "18090", "--web-server", "nginx")
     _no_background_tasks(h)
-    h("env", "create", "default", "cosi", "noi", timeout=1800)    # noi: test_live
+    share_envs(h, host)                         # default: cosi, noi (test_live)
     prefix = {}
     for front_end in ("react", "extjs"):
         name = h.unique(f"ng{front_end[0]}")

@@ -72,6 +72,14 @@ class HostRoot:
         return Host.open(self.root).db_prefix + site
 
 
+def share_envs(h, host):
+    """Host root *h* uses the environments of the session's *host*: one Lino environment
+    per worker (building one takes minutes). Call it after `init`."""
+    envs = h.root / "envs"
+    envs.rmdir()                                # init made it empty
+    envs.symlink_to(host.root / "envs")
+
+
 def make_root(prefix):
     # Not under pytest's tmp_path: that is mode 700 and the site user must read it.
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("LINOHOST_TEST_DIR", "/tmp")))

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from runner import HostRoot, LINOHOST, make_root
+from runner import HostRoot, LINOHOST, make_root, share_envs
 from serving import free_port, Server, stop_serve
 from leftovers import assert_one_error_line
 from test_apache import login, session_members
@@ -26,14 +26,14 @@ def ca():
 
 
 @pytest.fixture(scope="module")
-def tls_host(ca):
+def tls_host(ca, host):
     """A host root with tls.mode files and one Cosi site under a prefix."""
     base = make_root("linohost-tls-")
     h = HostRoot(base / "root")
     port = free_port()
     h("init", "--port", port, "--tls", "files", "--cert-file", ca["cert"],
       "--key-file", ca["key"])
-    h("env", "create", "default", "cosi", timeout=1800)
+    share_envs(h, host)
     h.site = h.unique("tls")
     h("new", h.site, "--app", "cosi")
     h.port = port
