@@ -109,7 +109,7 @@ def test_a_site_made_from_its_kinds_template_takes_the_cache_a_build_gives(host)
         assert {k: s.st_ino for k, s in taken.items()} == {k: s.st_ino for k, s in built.items()}
         # Lino takes a cache file for up to date when it is newer than lino_version.
         version = (host.root / second / "lino_version.txt").stat().st_mtime
-        assert all(s.st_mtime > version for s in taken.values())
+        assert all(s.st_mtime > version for k, s in taken.items() if k.startswith("json/"))
     finally:
         for name in (first, second):
             host("rm", name, "--yes", "--no-archive")
