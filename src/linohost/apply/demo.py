@@ -88,7 +88,7 @@ def load(ctx, env, site, template):
     from .users import own_project
     host, owner = ctx.host, ctx.system.owner_of(site.name)
     project = host.site_dir(site.name)
-    cached = (template / LAYOUT).is_file() and site.front_end == "react" \
+    cached = (template / LAYOUT).is_file() \
         and (template / LAYOUT).read_text() == _layout(host, site) \
         and int((template / VERSION).stat().st_mtime) == stamp(env)
     remove_tree(project / "media")

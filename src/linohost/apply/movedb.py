@@ -46,9 +46,10 @@ def check(ctx, database):
     if others:
         raise UsageError(f"--db move would take user {database.name} from "
                          f"{', '.join(others[:3])} too: use --db copy")
-    if e == "mysql" and len(be.hosts_of(database.name)) != 1:
+    users = len(be.hosts_of(database.name)) if e == "mysql" else 1
+    if users != 1:
         raise UsageError(f"--db move takes over one MariaDB user {database.name}; there are "
-                         f"{len(be.hosts_of(database.name))}: use --db copy")
+                         f"{users}: use --db copy")
 
 
 def take_over(ctx, journal, site, database, archive):
@@ -66,9 +67,10 @@ def take_over(ctx, journal, site, database, archive):
         be.rehost(database.name, was, be.client_host)
     secret = host.secrets_dir / f"db-{site}"
     journal.record("file", path=str(secret))
-    write_secret(secret, secrets.token_urlsafe(24))     # the site's once its user is made
+    password = secrets.token_urlsafe(24)
+    write_secret(secret, password)                      # the site's once its user is made
     ctx.progress(f"{site}: the {e} user {database.name} gets a new password")
-    be.set_password(database.name, secret.read_text().strip())
+    be.set_password(database.name, password)
 
 
 @undo_step("moved_database")

@@ -130,17 +130,16 @@ def new(ctx, site, data="demo", first_admin=None, own="", db_kept=False):
         write_files(host, site, own)
         keys.write(ctx, site.name, journal)
         be = backend(site.db, ctx.cfg)
-        if be.server and db_kept:
-            secret = host.secrets_dir / f"db-{site.name}"
+        secret = host.secrets_dir / f"db-{site.name}"
+        if be.server and db_kept:               # its user's password, root's until now
             write_secret(secret, secret.read_text().strip(), system.owner_of(site.name))
         elif be.server:
-            secret = host.secrets_dir / f"db-{site.name}"
             journal.record("file", path=str(secret))
-            write_secret(secret, secrets.token_urlsafe(24), system.owner_of(site.name))
+            password = secrets.token_urlsafe(24)
+            write_secret(secret, password, system.owner_of(site.name))
             journal.record("database", engine=site.db, name=site.db_name)
             ctx.progress(f"creating {site.db} database and user {site.db_name}")
-            be.create(site.db_name, (host.secrets_dir / f"db-{site.name}").read_text().strip(),
-                      note=host.db_note(site.name))
+            be.create(site.db_name, password, note=host.db_note(site.name))
         users.own_project(ctx, site.name)
         env = envs.ensure_app(ctx, env, app, project)
         template = demo.find(env, site) if data == "demo" else None

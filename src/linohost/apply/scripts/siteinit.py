@@ -37,7 +37,6 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 
-
 def react_reads_site_title():
     """Whether this environment's React client reads ``site_title`` from the JSON
     Lino writes for it (lino_react 26.10 does not: its bundles never name it);
