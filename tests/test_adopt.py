@@ -397,3 +397,58 @@ def test_killed_half_way_is_repaired(host, seed):
     assert not (host.root / name).exists()
     assert not list((host.root / "run" / "journal").glob("*.json"))
     assert tree_hash(seed) == before
+
+
+# -- a source whose Lino packages no environment of the host has --------------------------
+
+def older_version(python, package):
+    """The release of *package* before the one *python* has (from the package index)."""
+    out = subprocess.run([python, "-m", "pip", "index", "versions", package],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    have = subprocess.run([python, "-c", f"from importlib import metadata; "
+                                         f"print(metadata.version({package!r}))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    versions = re.search(r"Available versions: (.*)", out)[1].split(", ")
+    return versions[versions.index(have) + 1]
+
+
+def test_an_environment_is_built_from_the_pip_freeze_of_a_source_no_environment_matches(
+        host, seed, tmp_path):
+    """A project in a virtualenv of its own (the session's, with an older lino-react):
+    adopt plans and builds a new environment from its pins, the site runs in it with
+    the source's versions; `env rm` refuses an environment with sites and removes it
+    when it has none."""
+    from linohost.apply.envs import installed
+    base = Path(tempfile.mkdtemp(prefix="linohost-ownenv-"))
+    try:
+        base.chmod(0o755)
+        env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
+        subprocess.run(["cp", "-a", env.path, base / "env"], check=True)
+        shutil.rmtree(base / "env" / "static")
+        (base / "env" / Env.FILENAME).unlink()
+        py = str(base / "env" / "bin" / "python")
+        old = older_version(py, "lino-react")
+        subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", f"lino-react=={old}"],
+                       check=True, timeout=600)
+        shutil.copytree(seed / "site2", base / "own")
+        name = host.unique("oe")
+        plan = json.loads(host("adopt", base / "own", "--as", name, "--path", seed,
+                               "--dry-run", "--json").stdout)["plan"]
+        new_env = plan["env"]
+        assert new_env not in {e["name"] for e in json.loads(host("env", "list", "--json").stdout)}
+        assert f"lino-react=={old}" in plan["new_env"], plan["new_env"]
+        assert not {p.split("==")[0] for p in plan["new_env"]} & {"pip", "setuptools"}
+        p = host("adopt", base / "own", "--as", name, "--path", seed, "--yes", timeout=1800)
+        assert f"building environment {new_env} from the source's pip freeze" in p.stderr
+        record = tomllib.loads((host.root / "registry" / f"{name}.toml").read_text())
+        assert record["env"] == new_env
+        got = installed(Env.load(host.root / "envs" / new_env / Env.FILENAME))
+        assert got["lino-react"] == old and got["lino"] == installed(env)["lino"]
+        assert rows(host.root / name / "default.db") == rows(base / "own" / "default.db")
+        refused = host("env", "rm", new_env, check=False)
+        assert refused.returncode == 2 and name in refused.stderr, refused
+        host("rm", name, "--yes", "--no-archive")
+        host("env", "rm", new_env)
+        assert not (host.root / "envs" / new_env).exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -204,6 +204,17 @@ def env_create(state, name, packages):
     output.progress(f"environment {e.name} ready: {e.path}")
 
 
+@env.command("rm")
+@click.argument("name")
+@pass_state
+def env_rm(state, name):
+    """Remove environment NAME, which no site uses."""
+    ctx = state.context()
+    with state.locked(ctx):
+        env_ops.remove(ctx, name)
+    output.progress(f"environment {name} removed")
+
+
 @env.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state

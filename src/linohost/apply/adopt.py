@@ -25,10 +25,10 @@ import tomli_w
 from ..backends.db import backend
 from ..errors import Conflict, LinohostError, StepFailed, UsageError
 from ..fs import atomic_write, write_secret
-from ..model import apps, getlino
+from ..model import apps, getlino, packages
 from ..model.adoption import Plan, given_settings, key_row, own_part
 from ..render.site import FRONT_ENDS
-from . import keys, movedb, oldservices, sites
+from . import envs, keys, movedb, oldservices, sites
 from .backup import _record, backup_dir, copy_files, staged
 from .journal import Journal, undo_step
 from .restore import restore
@@ -140,12 +140,7 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
                 if a.settings_module == found["app_module"]), found["app_module"])
     settings_module = apps.resolve(app).settings_module
     name = as_name or project.name
-    if env is None:
-        env = next((e for e in host.env_names()
-                    if sites.module_installed(host.env(e), settings_module)), None)
-        if env is None:
-            raise UsageError(f"no environment of this host has {settings_module}: create "
-                             f"one, e.g. `linohost env create NAME {app}`")
+    env, pins, env_notes = choose_env(host, env, settings_module, found["distributions"])
     # (lino.modlib.extjs: where Lino kept ExtJS before lino_extjs)
     fronts = {module: name for name, module in FRONT_ENDS.items()}
     front = {**fronts, "lino.modlib.extjs": "extjs"}.get(found["default_ui"] or "")
@@ -154,7 +149,8 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
                          f"linohost serves ({', '.join(FRONT_ENDS.values())})")
     title = found["title"] if isinstance(found["title"], str) else None
     record = sites.plan_new(ctx, name, app, env, database.engine, title,
-                            found["languages"] or ["en"], "", front, admin=admin)
+                            found["languages"] or ["en"], "", front, admin=admin,
+                            new_env=bool(pins))
     if db == "move":
         record = dataclasses.replace(record, db_name=database.name)
     own, notes = own_part(found, found["settings_file"], given_settings(ctx.cfg))
@@ -165,11 +161,33 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
     supervisor_dir = str(layout.supervisor_dir) if layout else ""
     return Plan(source=str(project), python=str(py), paths=extra,
                 settings_file=found["settings_file"], database=database, media_kib=kib,
-                site=record, own=own, notes=notes, kind=kind,
+                site=record, own=own, notes=env_notes + notes, kind=kind, env_pins=pins,
                 config=str(layout.config or "") if kind == "getlino" else "", key=key,
                 key_note=key_row(ctx.cfg["secret_policy"], found["secret_key"]),
                 old_services=oldservices.find(project, supervisor_dir or None),
                 supervisor_dir=supervisor_dir, move=db == "move")
+
+
+def choose_env(host, env, settings_module, source):
+    """(environment, pins, notes) for a source with packages *source*: the environment
+    named (a note where its Lino packages differ), else the first one with the app and
+    every Lino package of the source at its version, else a new one to be built from
+    the source's *pins*."""
+    if env is not None:
+        off = packages.mismatches(source, envs.installed(host.env(env)))
+        return env, [], [f"environment {env} has {n} {e or 'not'} where the source has {v}"
+                         for n, v, e in off[:3]]
+    for name in host.env_names():
+        e = host.env(name)
+        if sites.module_installed(e, settings_module) and \
+                not packages.mismatches(source, envs.installed(e)):
+            return name, [], []
+    local = packages.local_lino(source)
+    if local:
+        raise UsageError(f"no environment of this host has the source's Lino packages, and "
+                         f"its {local[0]} is a local checkout: make one with `linohost env "
+                         f"create`, and name it with --env")
+    return packages.env_name_for(source, host.env_names()), packages.pins(source), []
 
 
 def source_kind(found, layout):
@@ -209,8 +227,13 @@ def adopt(ctx, p):
     ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
     heard = probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)
     journal = Journal(host, "adopt", name).start()
-    journal.record("adopted_site", site=name, keep_database=p.move)
     try:
+        if p.env_pins:          # (undone after the site: recorded before it)
+            ctx.progress(f"{name}: building environment {p.site.env} from the source's "
+                         f"pip freeze ({len(p.env_pins)} packages)")
+            env = envs.create(ctx, p.site.env, p.env_pins)
+            journal.record("tree", path=env.path)
+        journal.record("adopted_site", site=name, keep_database=p.move)
         if p.move:          # nothing else may write to the database it takes over
             oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
         before = p.database.tables(ctx.cfg)

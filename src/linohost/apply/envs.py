@@ -2,6 +2,7 @@
 
 import datetime
 import glob
+import shutil
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from ..errors import Conflict, StepFailed
 from ..model import apps, names
 from ..model.env import Env
+from ..model.packages import canonical
 from ..fs import atomic_write
 from .journal import Journal
 from . import pagecache, warm
@@ -70,6 +72,31 @@ def create(ctx, name, requested):
         raise
     journal.commit()
     return env
+
+
+def installed(env):
+    """{canonical name: version} of what *env* has installed, read from the names of
+    its ``*.dist-info`` directories (nothing of it runs as root)."""
+    out = {}
+    for d in glob.glob(f"{env.path}/lib/python3*/site-packages/*.dist-info"):
+        name, _, version = Path(d).name[:-len(".dist-info")].rpartition("-")
+        out[canonical(name)] = version
+    return out
+
+
+def remove(ctx, name):
+    """Remove environment *name*, which no site uses."""
+    host = ctx.host
+    env = host.env(name)
+    users = sorted(s.name for s in host.sites() if s.env == name)
+    if users:
+        raise Conflict(f"environment {name!r} has sites ({', '.join(users[:3])}"
+                       f"{', ...' if len(users) > 3 else ''}): remove or upgrade them first")
+    if name == ctx.cfg["default_env"]:
+        raise Conflict(f"environment {name!r} is the host's default_env (host config key)")
+    ctx.progress(f"removing environment {name} ({env.path})")
+    (Path(env.path) / Env.FILENAME).unlink()        # no longer an environment, then gone
+    shutil.rmtree(env.path)
 
 
 def save(env):

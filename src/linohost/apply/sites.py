@@ -46,23 +46,22 @@ def module_installed(env, dotted):
 
 
 def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
-             front_end=None, admin="", limits=None):
-    """Validate everything about a new site before anything is made; return its record."""
+             front_end=None, admin="", limits=None, new_env=False):
+    """Validate everything about a new site before anything is made; return its record.
+    *new_env*: environment *env* is to be made before the site (adopt): the site's name
+    is checked against the modules of every environment, the app not."""
     host = ctx.host
-    env_rec = host.env(env)
-    names.site_name(name, env_modules(env_rec))
+    if new_env:
+        modules = set().union(*(env_modules(e) for e in host.envs()))
+    else:
+        env_rec = host.env(env)
+        modules = env_modules(env_rec)
+    names.site_name(name, modules)
     if host.has_site(name) or host.site_dir(name).exists():
         raise Conflict(f"site {name!r} already exists")
     app_rec = apps.resolve(app)
-    top = app_rec.settings_module.split(".")[0]
-    if top not in env_modules(env_rec):
-        raise UsageError(
-            f"app {app!r} is not installed in environment {env!r} (module {top} missing): "
-            f"create an environment with it, e.g. `linohost env create NAME {app}`")
-    if not module_installed(env_rec, app_rec.settings_module):
-        raise UsageError(
-            f"app {app!r} is not installed in environment {env!r} (module "
-            f"{app_rec.settings_module} missing)")
+    if not new_env:
+        check_app(env_rec, app_rec)
     if db not in ("sqlite", "postgresql", "mysql"):
         raise UsageError(f"unknown database engine {db!r}")
     if domain:
@@ -83,6 +82,20 @@ def plan_new(ctx, name, app, env, db, title=None, languages=("en",), domain="",
                 db=db, title=title or name.replace("_", " ").title(),
                 languages=tuple(languages), front_end=front_end, domain=domain,
                 db_name=db_name, created=_now(), admin=admin, **(limits or {}))
+
+
+def check_app(env, app):
+    """Raise UsageError unless *app*'s settings module is installed in *env*."""
+    top = app.settings_module.split(".")[0]
+    if top not in env_modules(env):
+        raise UsageError(
+            f"app {app.name!r} is not installed in environment {env.name!r} (module {top} "
+            f"missing): create an environment with it, e.g. `linohost env create NAME "
+            f"{app.name}`")
+    if not module_installed(env, app.settings_module):
+        raise UsageError(
+            f"app {app.name!r} is not installed in environment {env.name!r} (module "
+            f"{app.settings_module} missing)")
 
 
 #: A site's own fence in its record (see keeper/fence.py), by option name.

@@ -64,13 +64,16 @@ class Plan:
     old_services: list = field(default_factory=list)   # apply.oldservices.OldService
     supervisor_dir: str = ""    # where its supervisor programs are ("": Debian's)
     move: bool = False          # --db move: the site keeps the source's database
+    env_pins: list = field(default_factory=list)   # a new environment's ([]: an existing one)
 
     def rows(self):
         s = self.site
         return [("source", self.source), ("kind", KINDS[self.kind]),
                 *([("getlino config", self.config)] if self.config else []),
                 ("python", self.python),
-                ("name", s.name), ("app", s.app), ("environment", s.env),
+                ("name", s.name), ("app", s.app),
+                ("environment", f"{s.env}: new, built from its pip freeze ({len(self.env_pins)} "
+                                f"packages)" if self.env_pins else s.env),
                 ("languages", " ".join(s.languages)), ("admin", s.admin), ("front end", s.front_end),
                 ("database", f"move: {self.database.describe()}, kept where it is; its "
                              f"user gets a new password" if self.move else
@@ -85,7 +88,8 @@ class Plan:
     def as_dict(self):
         return {"source": self.source, "kind": self.kind, "getlino_config": self.config,
                 "python": self.python, "name": self.site.name,
-                "app": self.site.app, "env": self.site.env, "db": self.site.db,
+                "app": self.site.app, "env": self.site.env, "new_env": list(self.env_pins),
+                "db": self.site.db,
                 "languages": list(self.site.languages), "front_end": self.site.front_end,
                 "database": self.database.describe(), "db_mode": "move" if self.move else "copy",
                 "media_kib": self.media_kib, "own": self.own,

@@ -141,8 +141,21 @@ def probe(project):
         "shared_settings": os.path.abspath(shared.__file__) if shared else None,
         "seed_hook": "djangosite_local" in sys.modules,
         "attrs": attrs, "methods": methods, "plugin_configs": plugin_configs,
-        "settings": settings,
+        "settings": settings, "distributions": distributions(),
     }
+
+
+def distributions():
+    """{name: [version, local]} of what the interpreter has installed; *local*: not
+    from a package index (pip's direct_url.json: an editable or a local directory, a
+    VCS checkout, a URL), so that no pin of its version installs it."""
+    from importlib import metadata
+    out = {}
+    for d in metadata.distributions():
+        name = d.metadata["Name"]
+        if name and name not in out:
+            out[name] = [d.version, d.read_text("direct_url.json") is not None]
+    return out
 
 
 def answers(project, username):
