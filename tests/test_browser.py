@@ -267,7 +267,7 @@ def wait_until_served(url):
         time.sleep(1)
 
 
-def react_sign_in(b, username="robin", name="Robin Rood"):
+def react_sign_in(b, username="robin", name="Robin Rood", password="1234"):
     """Sign in through React's dialog as *username* (password 1234, as in Lino's demo
     data), greeted as *name*; once more if the page reloaded itself meanwhile (as a
     person would: the dialog they typed into is gone)."""
@@ -277,7 +277,7 @@ def react_sign_in(b, username="robin", name="Robin Rood"):
                          "sign-in dialog")
         try:
             dialog.find_element(By.CSS_SELECTOR, "input:not([type=password])").send_keys(username)
-            dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys("1234")
+            dialog.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(password)
             dialog.find_element(By.XPATH, ".//button[normalize-space()='OK']").click()
             break
         except (StaleElementReferenceException, WebDriverException) as e:
@@ -287,12 +287,12 @@ def react_sign_in(b, username="robin", name="Robin Rood"):
     b.until(signed_in(b, name), "greeting of the signed-in user")
 
 
-def react_session(b, base, title=None):
+def react_session(b, base, title=None, password="1234"):
     """Sign in, a table, a row's detail, sign out: as a person does it in React; the
     window shows the site's own *title* (its page cache is shared, see test_pagecache)."""
     table, menu, item, text = TABLE
     b.get(base)
-    react_sign_in(b)
+    react_sign_in(b, password=password)
     b.shot("main")
     if title:
         b.until(lambda d: d.title == title, f"the window title {title!r}")
@@ -414,3 +414,71 @@ def test_react_site_on_its_own_host_name(server, domain_sites, browser):
     assert any("Altenberg" in r.text for r in rows), [r.text for r in rows[:5]]
     b.shot("persons")
     check_requests(b, lambda url: urlparse(url).netloc == netloc)
+
+
+# -- a site adopted from a project linohost did not make ----------------------------------
+
+#: The settings of a Lino project of its own (React, as linohost's demo sites).
+ADOPTED_SETTINGS = """from lino_cosi.lib.cosi.settings import *
+
+
+class Site(Site):
+    title = "Adopted in Chromium"
+    default_ui = "lino_react.react"
+    languages = "en"
+
+
+SITE = Site(globals())
+SECRET_KEY = "a key of the project's own, at least fifty characters long, as Django asks"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": str(SITE.site_dir / "default.db")}}
+"""
+MANAGE = """import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+from django.core.management import execute_from_command_line
+execute_from_command_line(sys.argv)
+"""
+#: robin's own password in the project (not the demo data's 1234).
+OWN_PASSWORD = "robin's own 42"
+
+
+@pytest.fixture(scope="module")
+def adopted_site(host, domain_sites):
+    """A project of its own beside the session's environment, its database a copy of a
+    React Cosi demo site's with robin's password changed, adopted: the site's name."""
+    import shutil
+    import sqlite3
+    import subprocess
+    import tempfile
+    from linohost.model.env import Env
+    base = Path(tempfile.mkdtemp(prefix="linohost-own-"))
+    base.chmod(0o755)
+    env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
+    (base / "env").symlink_to(env.path)
+    project = base / "own"
+    (project / "media").mkdir(parents=True)
+    (project / "manage.py").write_text(MANAGE)
+    (project / "settings.py").write_text(ADOPTED_SETTINGS)
+    demo = host.root / next(iter(domain_sites)) / "default.db"
+    src = sqlite3.connect(f"file:{demo}?mode=ro", uri=True)
+    dst = sqlite3.connect(project / "default.db")
+    src.backup(dst)
+    src.close(), dst.close()
+    subprocess.run([env.bin_python, "manage.py", "shell", "-c",
+                    "from lino.api import rt; u = rt.models.users.User.objects.get("
+                    f"username='robin'); u.set_password({OWN_PASSWORD!r}); u.save()"],
+                   cwd=project, check=True, capture_output=True, timeout=300)
+    name = host.unique("adb")
+    host("adopt", project, "--as", name, "--yes", timeout=1800)
+    yield name
+    host("rm", name, "--yes", "--no-archive", check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_user_of_an_adopted_site_signs_in_with_the_password_they_had(server, adopted_site,
+                                                                      browser):
+    base = server.url(adopted_site)
+    wait_until_served(base)
+    b = browser(f"adopted-{adopted_site}")
+    react_session(b, base, "Adopted in Chromium", password=OWN_PASSWORD)
+    check_requests(b, lambda url: url.startswith(base))
