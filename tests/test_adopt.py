@@ -148,7 +148,7 @@ def test_dry_run_plans_and_changes_nothing(host, seed):
 
 def answered(said):
     """How many tables adopt compared the answers of (None: it did not say)."""
-    m = re.search(r"the same answers as the source's to (\d+) tables", said)
+    m = re.search(r"the same answers as the source's to (\d+) requests", said)
     return int(m[1]) if m else None
 
 

@@ -108,6 +108,26 @@ def test_a_requested_task_runs_in_the_sleeping_site_only_and_it_sleeps_again(
     assert status(host)[b]["job_wakes"] == row_b["job_wakes"]
 
 
+def test_a_site_under_maintenance_runs_no_background_task(host, jobs_on, two_sites):
+    """While its maintenance page is up (it is being restored, upgraded, or checked
+    after adopt), the keeper wakes it for no task, though one was requested; once the
+    page is gone, the task runs."""
+    a = two_sites[0]
+    asleep_with_known_schedule(host, a)
+    before, wakes = tasks(host, a)["checkdata"], status(host)[a]["job_wakes"]
+    page = host.root / a / "maintenance.html"
+    page.write_text("<p>This site is being restored.</p>")
+    try:
+        manage_shell(host, a, REQUEST.format(procedure="checkdata"))   # (the keeper wakes
+        time.sleep(25)                              # it within min_job_interval otherwise)
+        assert status(host)[a]["job_wakes"] == wakes
+        assert tasks(host, a)["checkdata"][1] == before[1]
+    finally:
+        page.unlink()
+    wait_for("a's checkdata to run once the page is gone",
+             lambda: tasks(host, a)["checkdata"][1] != before[1], timeout=120)
+
+
 def test_a_restarted_keeper_wakes_no_site_whose_schedule_it_knows(host, kserver, jobs_on,
                                                                   two_sites):
     """What workers said of their sites' next task is kept (root's only): a keeper that

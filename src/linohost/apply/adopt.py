@@ -28,7 +28,7 @@ from ..fs import atomic_write, write_secret
 from ..model import apps, getlino, packages
 from ..model.adoption import Plan, given_settings, key_row, own_part
 from ..render.site import FRONT_ENDS
-from . import envs, keys, movedb, oldservices, sites
+from . import envs, keys, maintenance, movedb, oldservices, sites
 from .backup import _record, backup_dir, copy_files, staged
 from .journal import Journal, undo_step
 from .restore import restore
@@ -243,17 +243,18 @@ def adopt(ctx, p):
             movedb.take_over(ctx, journal, name, p.database, path)
         ctx.progress(f"{name}: making the site from the archive")
         site = restore(ctx, path, as_name=name, title=p.site.title, own=p.own,
-                       db_kept=p.database.name if p.move else "")
+                       db_kept=p.database.name if p.move else "", held="adopted")
         ctx.progress(f"{name}: checking its rows")
         after = Database.of_site(host, site).tables(ctx.cfg)
         if after != before:
             odd = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
             raise StepFailed(f"{name}: adopted rows differ from the source's in {odd[0]} "
                              f"({before.get(odd[0])} before, {after.get(odd[0])} after)")
-        ctx.progress(f"{name}: comparing its answers with the source's ({len(heard)} tables)")
+        ctx.progress(f"{name}: comparing its answers with the source's ({len(heard)} requests)")
         same_answers(name, heard, probe(ctx, host.env(site.env).bin_python, host.site_dir(name),
                                         [], answers_of=p.site.admin, as_site=name))
-        ctx.progress(f"{name}: the same answers as the source's to {len(heard)} tables")
+        ctx.progress(f"{name}: the same answers as the source's to {len(heard)} requests")
+        maintenance.path(host, name).unlink()       # checked: it opens
         remember(host, journal, p, path)
         if not p.move:
             oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)

@@ -1,5 +1,6 @@
 """A site's maintenance page: while SITE/maintenance.html exists, its wsgi.py
-answers every request with it (status 503), whatever runs behind."""
+answers every request with it (status 503), whatever runs behind, and the keeper
+runs none of its background tasks."""
 
 from contextlib import contextmanager
 
@@ -8,7 +9,7 @@ from ..fs import atomic_write
 
 
 def path(host, name):
-    return host.site_dir(name) / "maintenance.html"
+    return host.maintenance_page(name)
 
 
 @contextmanager
@@ -19,8 +20,14 @@ def maintenance(host, site, doing="upgraded", journal=None):
     p = path(host, site.name)
     if journal:
         journal.record("file", path=str(p))
-    atomic_write(p, render("maintenance.html.j2", title=site.title, doing=doing))
+    show(host, site, doing)
     try:
         yield p
     finally:
         p.unlink(missing_ok=True)
+
+
+def show(host, site, doing):
+    """Put up the maintenance page of *site* (what it is being: *doing*)."""
+    atomic_write(path(host, site.name), render("maintenance.html.j2", title=site.title,
+                                               doing=doing))

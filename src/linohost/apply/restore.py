@@ -168,12 +168,13 @@ def _refresh(ctx, site):
 
 
 def restore(ctx, path, as_name=None, force=False, engine=None, title=None, own=None,
-            db_kept=""):
+            db_kept="", held=""):
     """Restore the archive *path*; return the site record. A site under another name
     than the archive's gets the title of its own name unless *title* is given; a new
     site's own settings part is the archive's, or *own* if given (an adopted site's);
     *db_kept*: the name of the server database the new site keeps as it is (an
-    adopted site's, `adopt --db move`): only the files are restored."""
+    adopted site's, `adopt --db move`): only the files are restored; *held*: a new site
+    stays under its maintenance page (see sites.new)."""
     host = ctx.host
     with opened(host, path) as (manifest, data):
         original = site_of(manifest, path)
@@ -186,11 +187,12 @@ def restore(ctx, path, as_name=None, force=False, engine=None, title=None, own=N
                 raise Conflict(f"site {name!r} exists: restore --as NEWNAME, or --force to "
                                f"replace it (backed up first)")
             return _restore_over(ctx, host.site(name), manifest, data, engine, path)
-        return _restore_new(ctx, name, original, manifest, data, engine, title, own, db_kept)
+        return _restore_new(ctx, name, original, manifest, data, engine, title, own, db_kept,
+                            held)
 
 
 def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=None,
-                 db_kept=""):
+                 db_kept="", held=""):
     host = ctx.host
     env = original.env if original.env in host.env_names() else ctx.cfg["default_env"]
     if env != original.env:
@@ -207,7 +209,7 @@ def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=No
     if own is None:
         own = site_settings.own_of_text(settings.read_text(encoding="utf-8")) \
             if settings.is_file() else ""
-    return sites.new(ctx, record, own=own, db_kept=bool(db_kept),
+    return sites.new(ctx, record, own=own, db_kept=bool(db_kept), held=held,
                      data=lambda ctx, site: load_into(ctx, site, manifest, data, bool(db_kept)))
 
 

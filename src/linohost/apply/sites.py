@@ -16,7 +16,7 @@ from ..errors import Conflict, Interrupted, UsageError
 from ..model import apps, names
 from ..model.site import Site
 from ..render import site as render_site
-from . import demo, envs, keys, locales, pagecache, site_settings, users
+from . import demo, envs, keys, locales, maintenance, pagecache, site_settings, users
 from ..fs import atomic_write, write_secret
 from .journal import Journal, undo_step
 
@@ -121,14 +121,16 @@ def check_secret_key(cfg):
                          "derived`")
 
 
-def new(ctx, site, data="demo", first_admin=None, own="", db_kept=False):
+def new(ctx, site, data="demo", first_admin=None, own="", db_kept=False, held=""):
     """Create *site* (a record from :func:`plan_new`): files, database, data, caches.
 
     *data* is "demo", "empty", or a function ``data(ctx, site)`` that loads it;
     *first_admin* (user name, password) is made once the data is there; *own* is the
     own part of its settings (a copy's, carried from its source); *db_kept*: its
     server database exists with its data (`adopt --db move`: its user's password in
-    the secrets already, root's)."""
+    the secrets already, root's); *held*: made under its maintenance page, saying it
+    is being *held* ("adopted"), which the caller removes (adopt, once it has checked
+    the site: nobody uses it, and none of its background tasks runs, before)."""
     host, system = ctx.host, ctx.system
     env = host.env(site.env)
     app = apps.resolve(site.app)
@@ -138,6 +140,8 @@ def new(ctx, site, data="demo", first_admin=None, own="", db_kept=False):
         users.create(ctx, site.name, journal)
         journal.record("tree", path=str(project))
         project.mkdir()
+        if held:
+            maintenance.show(host, site, held)
         for sub in ("media", "config", "apache"):
             (project / sub).mkdir()
         write_files(host, site, own)

@@ -28,7 +28,7 @@ class Launcher:
                 "keeper_pid": os.getpid(), "threads": k.threads,
                 "idle_timeout": k.idle_timeout, "grace": k.grace,
                 "jobs": {"for_jobs": for_jobs, "min_interval": k.min_job_interval}
-                if k.jobs else None}
+                if k.jobs and not k.host.under_maintenance(slot.name) else None}
 
     def launch(self, slot, for_jobs):
         """Start *slot*'s worker (``slot.proc``, ``slot.start_mode``); return the

@@ -17,7 +17,8 @@ class Wakeups:
         """Start sleeping sites whose next job has come, at most keeper.job_wakeups at
         a time: first every site no worker told us about yet (once after the keeper
         starts, after `linohost manage`), then the others no sooner than
-        keeper.min_job_interval seconds after their last worker left."""
+        keeper.min_job_interval seconds after their last worker left; none under
+        maintenance."""
         k = self.keeper
         if not k.jobs:
             return
@@ -35,7 +36,9 @@ class Wakeups:
             elif slot.jobs_known and slot.next_job is not None and slot.next_job <= now \
                     and rested:
                 due.append((slot.next_job, slot.name, slot))
-        for _, _, slot in sorted(due)[:free]:
+        # (a site under maintenance is being restored, adopted or upgraded: not now)
+        due = [d for d in sorted(due) if not k.host.under_maintenance(d[1])]
+        for _, _, slot in due[:free]:
             mode = "zygote" if k.pool.for_site(slot.name, slot.group, slot.plain_reason,
                                             slot.tried) else "plain"
             if not k.admission.fits(mode):       # requests first; no worker let go

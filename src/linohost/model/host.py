@@ -58,6 +58,14 @@ class Host:
     def site_dir(self, name):
         return self.root / name
 
+    def maintenance_page(self, name):
+        """While it exists, the site answers every request with it and runs no
+        background tasks (apply/maintenance.py)."""
+        return self.root / name / "maintenance.html"
+
+    def under_maintenance(self, name):
+        return self.maintenance_page(name).exists()
+
     # -- loading ------------------------------------------------------------
     @classmethod
     def open(cls, root):
