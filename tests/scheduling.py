@@ -1,5 +1,5 @@
-"""Two at once (pytest-xdist: `pytest -n 2 --dist loadgroup`): which tests go together
-to one worker, and the longest groups first. Its hooks are conftest.py's."""
+"""Several at once (pytest-xdist: `pytest -n 3 --dist loadgroup`): which tests go
+together to one worker, and the longest groups first. Its hooks are conftest.py's."""
 
 import pytest
 

@@ -43,12 +43,11 @@ def site_env(host, name):
 
 @pytest.fixture(scope="module")
 def fleet(host):
-    """Environment `upg` with a Cosi site on SQLite, one on MariaDB, and a Noi site."""
+    """Environment `upg` with a Cosi site on MariaDB and a Noi site on SQLite (the
+    portable dump loads into either engine alike: test_backup tests it on each)."""
     host("env", "create", "upg", "cosi", "noi", timeout=1800)
-    sites = {"cosi": host.unique("upcosi"), "cosi_my": host.unique("upmy"),
-             "noi": host.unique("upnoi")}
-    host("new", sites["cosi"], "--app", "cosi", "--env", "upg")
-    host("new", sites["cosi_my"], "--app", "cosi", "--env", "upg", "--db", "mysql")
+    sites = {"cosi": host.unique("upmy"), "noi": host.unique("upnoi")}
+    host("new", sites["cosi"], "--app", "cosi", "--env", "upg", "--db", "mysql")
     host("new", sites["noi"], "--app", "noi", "--env", "upg")
     for name in sites.values():                 # settings of their own, kept by upgrade
         with (host.root / name / "settings.py").open("a") as f:
@@ -97,12 +96,11 @@ def test_broken_site_is_restored_while_the_others_move(host, fleet):
     report = json.loads(p.stdout)
     new_env = report["env"]
     moved = {m["site"]: m for m in report["sites"]}
-    assert moved[fleet["cosi"]]["ok"] and moved[fleet["cosi_my"]]["ok"]
-    assert not moved[fleet["noi"]]["ok"]
-    assert site_env(host, fleet["cosi"]) == site_env(host, fleet["cosi_my"]) == new_env
+    assert moved[fleet["cosi"]]["ok"] and not moved[fleet["noi"]]["ok"]
+    assert site_env(host, fleet["cosi"]) == new_env
     assert site_env(host, fleet["noi"]) == "upg"             # old env kept: still used
     assert_working(host, fleet, before)
-    # the moved sites run the new packages, the restored one the old ones
+    # the moved site runs the new packages, the restored one the old ones
     envs = {e["name"]: e for e in json.loads(host("env", "list", "--json").stdout)}
     assert BREAKS_NOI in envs[new_env]["packages"] and "upg" in envs
 
