@@ -33,6 +33,29 @@ sys.argv = ["linohost-siteinit"]
 import django  # noqa: E402
 
 django.setup()
+
+
+def rebuild_previews():
+    """Lino's own checker rebuilds the memo previews and mentions; each row it fixes is
+    saved, which would touch its time of last change (Lino's ``Modified``, Django's
+    ``auto_now``): those times are put back, as a moved site holds the same data."""
+    from django.apps import apps
+    from django.core.management import call_command
+    from django.db import models
+    from lino.modlib.memo.mixins import BasePreviewable
+    kept = {}
+    for m in apps.get_models():
+        if issubclass(m, BasePreviewable) and not m._meta.proxy:
+            names = [f.name for f in m._meta.concrete_fields
+                     if isinstance(f, models.DateTimeField)
+                     and (f.name == "modified" or getattr(f, "auto_now", False))]
+            if names:
+                kept[m] = (names, {r[0]: r[1:] for r in m.objects.values_list("pk", *names)})
+    call_command("checkdata", "memo.PreviewableChecker", fix=True, verbosity=0)
+    for m, (names, was) in kept.items():
+        for pk, *now in m.objects.values_list("pk", *names):
+            if pk in was and tuple(now) != was[pk]:
+                m.objects.filter(pk=pk).update(**dict(zip(names, was[pk])))
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
@@ -81,7 +104,7 @@ for task in tasks:
     elif task == "previews":
         from lino.api import dd
         if dd.is_installed("memo"):
-            call_command("checkdata", "memo.PreviewableChecker", fix=True, verbosity=0)
+            rebuild_previews()
     elif task == "locale":
         print("site_locale:", settings.SITE.site_locale or "")
     elif task == "admin":
