@@ -95,8 +95,10 @@ def remove(ctx, name):
     if name == ctx.cfg["default_env"]:
         raise Conflict(f"environment {name!r} is the host's default_env (host config key)")
     ctx.progress(f"removing environment {name} ({env.path})")
-    (Path(env.path) / Env.FILENAME).unlink()        # no longer an environment, then gone
-    shutil.rmtree(env.path)
+    gone = host.envs_dir / f".removed-{name}"         # at once no longer an environment
+    shutil.rmtree(gone, ignore_errors=True)         # (what a killed `env rm` left)
+    Path(env.path).rename(gone)
+    shutil.rmtree(gone)
 
 
 def save(env):

@@ -113,7 +113,8 @@ class Host:
     def env_names(self):
         if not self.envs_dir.is_dir():
             return []
-        return sorted(p.parent.name for p in self.envs_dir.glob(f"*/{Env.FILENAME}"))
+        return sorted(p.parent.name for p in self.envs_dir.glob(f"*/{Env.FILENAME}")
+                      if not p.parent.name.startswith("."))     # (being removed)
 
     def envs(self):
         return [self.env(n) for n in self.env_names()]
