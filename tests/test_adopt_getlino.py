@@ -279,6 +279,7 @@ def test_a_supervisor_that_cannot_update_undoes_the_adoption(host, getlino):
 def test_same_rows_settings_in_effect_source_untouched(host, getlino, adopted):
     g, project, _ = getlino
     name, p, before, counts = adopted
+    assert name in names(host), p.stdout[-3000:]
     assert rows(host.root / name / "default.db") == counts
     out = host("manage", name, "--", "shell", "-c", EFFECT).stdout
     assert out.split("OWN ", 1)[1].strip() == "False DE Europe/Tallinn True 1"
