@@ -376,7 +376,7 @@ def test_two_host_roots_giving_ids_at_once_never_share_one(bare):
     (groupadd checks that an id is free before it locks /etc/group): every user and
     group gets an id of its own, and each id names one group."""
     import grp
-    first = _free_run(93000 + (os.getpid() % 500) * 16, 16)
+    first = _free_run(93000 + (os.getpid() % 400) * 16, 16)   # within 70000-99999
     other = HostRoot(make_root("linohost-ids2-") / "root")
     other("init")
     names = {h: [f"par{os.getpid() % 10000}{tag}{i}" for i in range(7)]
