@@ -105,9 +105,6 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
     """Every check before anything is made; the :class:`Plan` of the adoption (*layout*:
     the getlino layout it is a site of, if known)."""
     host = ctx.host
-    busy = getlino.running()
-    if busy:
-        raise UsageError(f"getlino is running (pid {busy}): adopt when it is done")
     project = Path(path).resolve()
     if not (project / "manage.py").is_file():
         raise UsageError(f"{project} is not a Lino project: it has no manage.py")
@@ -117,6 +114,9 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
     if adopted_as:
         raise AlreadyAdopted(project, adopted_as)
     layout = layout or getlino.layout_of(project)
+    busy = getlino.running() if layout else None        # (it writes its sites only)
+    if busy:
+        raise UsageError(f"getlino is running (pid {busy}): adopt when it is done")
     py = Path(python) if python else find_python(project, layout)
     if py is None:
         raise UsageError(f"{project}: no virtualenv found in or beside it: name its "
