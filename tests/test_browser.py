@@ -13,6 +13,10 @@ site. Screenshots are kept under $LINOHOST_ARTEFACTS (default tests/artefacts/).
 import json
 import os
 import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,6 +33,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from linohost.model.env import Env
+from test_adopt import MANAGE
 
 pytestmark = pytest.mark.slow
 
@@ -433,11 +440,6 @@ SECRET_KEY = "a key of the project's own, at least fifty characters long, as Dja
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                          "NAME": str(SITE.site_dir / "default.db")}}
 """
-MANAGE = """import os, sys
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
-from django.core.management import execute_from_command_line
-execute_from_command_line(sys.argv)
-"""
 #: robin's own password in the project (not the demo data's 1234).
 OWN_PASSWORD = "robin's own 42"
 
@@ -446,11 +448,6 @@ OWN_PASSWORD = "robin's own 42"
 def adopted_site(host, domain_sites):
     """A project of its own beside the session's environment, its database a copy of a
     React Cosi demo site's with robin's password changed, adopted: the site's name."""
-    import shutil
-    import sqlite3
-    import subprocess
-    import tempfile
-    from linohost.model.env import Env
     base = Path(tempfile.mkdtemp(prefix="linohost-own-"))
     base.chmod(0o755)
     env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
