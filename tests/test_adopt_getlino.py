@@ -276,6 +276,28 @@ def test_a_supervisor_that_cannot_update_undoes_the_adoption(host, getlino):
     assert not list((host.root / "run" / "journal").glob("*.json"))
 
 
+def test_a_running_getlino_is_waited_for(host, getlino):
+    """getlino asking its questions (`getlino configure`, as its user) may be about to
+    write what adopt reads: adopt refuses with one line until it is done. (Before the
+    tests of `adopted`: an adopted source is refused as such first.)"""
+    g, project, _ = getlino
+    envs = [f"{k}={v}" for k, v in g.env.items()]
+    proc = subprocess.Popen(["runuser", "-u", "nobody", "--", "env", "-i", *envs,
+                             g.bin / "getlino", "configure"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for("getlino to run", lambda: configuring(), timeout=30)
+        sites = names(host)
+        p = host("adopt", project, "--as", host.unique("gr"), "--yes", check=False,
+                 env=operator(g))
+        assert_one_error_line(p, 2, "getlino is running (pid ", "adopt when it is done")
+        assert names(host) == sites
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)        # the session it leads: getlino too
+        proc.wait()
+
+
 def test_same_rows_settings_in_effect_source_untouched(host, getlino, adopted):
     g, project, _ = getlino
     name, p, before, counts = adopted
@@ -395,24 +417,3 @@ def configuring():
         if len(argv) > 2 and Path(argv[1].decode(errors="replace")).name == "getlino":
             return True
     return False
-
-
-def test_a_running_getlino_is_waited_for(host, getlino):
-    """getlino asking its questions (`getlino configure`, as its user) may be about to
-    write what adopt reads: adopt refuses with one line until it is done."""
-    g, project, _ = getlino
-    envs = [f"{k}={v}" for k, v in g.env.items()]
-    proc = subprocess.Popen(["runuser", "-u", "nobody", "--", "env", "-i", *envs,
-                             g.bin / "getlino", "configure"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        wait_for("getlino to run", lambda: configuring(), timeout=30)
-        sites = names(host)
-        p = host("adopt", project, "--as", host.unique("gr"), "--yes", check=False,
-                 env=operator(g))
-        assert_one_error_line(p, 2, "getlino is running (pid ", "adopt when it is done")
-        assert names(host) == sites
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)        # the session it leads: getlino too
-        proc.wait()
