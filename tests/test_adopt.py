@@ -177,16 +177,26 @@ def bad(host, *args):
     return p.stderr
 
 
-def test_answers_that_differ_are_named(host):
+def test_answers_that_differ_are_named():
     from linohost.apply.adopt import same_answers
     from linohost.errors import StepFailed
-    a = {"/api/contacts/Persons": [200, "x"], "/api/countries/Countries": [200, "y"]}
+    a = {"/api/contacts/Persons": [200, {"count": 2, "rows": [[1, "Ann"], [2, "Bob"]]}],
+         "/api/countries/Countries": [200, "<html>y</html>"]}
     same_answers("s", a, dict(a))
-    for after, how in (({**a, "/api/contacts/Persons": [200, "z"]}, "another body"),
-                       ({**a, "/api/contacts/Persons": [500, "x"]}, "500 after, 200 before"),
-                       ({"/api/countries/Countries": [200, "y"]}, "not at all"),
-                       ({**a, "/api/x/Y": [200, "w"]}, "not before")):
-        with pytest.raises(StepFailed, match=how):
+    persons = a["/api/contacts/Persons"][1]
+    for after, how in (
+            ({**a, "/api/contacts/Persons": [200, {**persons, "rows": [[1, "Ann"], [2, "Bo"]]}]},
+             "another body: body.rows[1][1] is 'Bo' after, 'Bob' before"),
+            ({**a, "/api/contacts/Persons": [200, {**persons, "rows": [[1, "Ann"]]}]},
+             "another body: body.rows has 1 items after, 2 before"),
+            ({**a, "/api/contacts/Persons": [200, {"rows": persons["rows"]}]},
+             "another body: body.count is missing after, 2 before"),
+            ({**a, "/api/countries/Countries": [200, "<html>z</html>"]},
+             "another body: body is '<html>z</html>' after, '<html>y</html>' before"),
+            ({**a, "/api/contacts/Persons": [500, persons]}, "500 after, 200 before"),
+            ({"/api/countries/Countries": a["/api/countries/Countries"]}, "not at all"),
+            ({**a, "/api/x/Y": [200, "w"]}, "not before")):
+        with pytest.raises(StepFailed, match=re.escape(how)):
             same_answers("s", a, after)
 
 

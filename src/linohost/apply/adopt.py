@@ -326,15 +326,41 @@ def adopt_all(ctx, layout, env=None, db="copy", dry_run=False, on_done=None):
 
 
 def same_answers(name, before, after):
-    """Raise StepFailed naming the first request the adopted site answers otherwise."""
+    """Raise StepFailed naming the first request the adopted site answers otherwise
+    ({path: [status, body]}), and where in its body."""
     for path in sorted(set(before) | set(after)):
         was, now = before.get(path), after.get(path)
         if was != now:
             how = (f"{now[0]} after, {was[0]} before" if was and now and was[0] != now[0] else
-                   "another body" if was and now else
+                   "another body: " + first_difference(was[1], now[1]) if was and now else
                    "not before: a table of its own" if now else "not at all")
             raise StepFailed(f"{name}: the adopted site answers GET {path} otherwise than "
                              f"the source ({how})")
+
+
+def first_difference(was, now, where="body"):
+    """Where two JSON values first differ, and how: ``body.rows[2][5] is 'b' after,
+    'a' before``."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        for key in sorted(set(was) | set(now), key=str):
+            if was.get(key, _MISSING) != now.get(key, _MISSING):
+                return first_difference(was.get(key, _MISSING), now.get(key, _MISSING),
+                                        f"{where}.{key}")
+    elif isinstance(was, list) and isinstance(now, list) and len(was) == len(now):
+        for i, (a, b) in enumerate(zip(was, now)):
+            if a != b:
+                return first_difference(a, b, f"{where}[{i}]")
+    elif isinstance(was, list) and isinstance(now, list):
+        return f"{where} has {len(now)} items after, {len(was)} before"
+    return f"{where} is {_short(now)} after, {_short(was)} before"
+
+
+_MISSING = type("Missing", (), {"__repr__": lambda self: "missing"})()
+
+
+def _short(value, width=60):
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def keep_key(ctx, journal, name, key):
