@@ -177,12 +177,25 @@ def bad(host, *args):
     return p.stderr
 
 
+def test_rows_that_differ_are_named():
+    from linohost.apply.adopt import same_rows
+    from linohost.errors import StepFailed
+    before, later = {"a": 1, "b": 2}, {"a": 1, "b": 3}      # b written during the archive
+    for after in (before, later):
+        same_rows("s", [before, later], after)
+    for after, how in (({"a": 1, "b": 4}, "in b (3 before, 4 after)"),
+                       ({"a": 1}, "in b (3 before, None after)"),
+                       ({**later, "c": 1}, "in c (None before, 1 after)")):
+        with pytest.raises(StepFailed, match=re.escape(how)):
+            same_rows("s", [before, later], after)
+
+
 def test_answers_that_differ_are_named():
     from linohost.apply.adopt import same_answers
     from linohost.errors import StepFailed
     a = {"/api/contacts/Persons": [200, {"count": 2, "rows": [[1, "Ann"], [2, "Bob"]]}],
          "/api/countries/Countries": [200, "<html>y</html>"]}
-    same_answers("s", a, dict(a))
+    same_answers("s", [a], dict(a))
     persons = a["/api/contacts/Persons"][1]
     for after, how in (
             ({**a, "/api/contacts/Persons": [200, {**persons, "rows": [[1, "Ann"], [2, "Bo"]]}]},
@@ -197,7 +210,13 @@ def test_answers_that_differ_are_named():
             ({"/api/countries/Countries": a["/api/countries/Countries"]}, "not at all"),
             ({**a, "/api/x/Y": [200, "w"]}, "not before")):
         with pytest.raises(StepFailed, match=re.escape(how)):
-            same_answers("s", a, after)
+            same_answers("s", [a], after)
+    # asked twice (before and after the archive), either answer will do
+    moved = {**a, "/api/countries/Countries": [200, "<html>z</html>"]}
+    same_answers("s", [a, moved], dict(a))
+    same_answers("s", [a, moved], moved)
+    with pytest.raises(StepFailed, match=re.escape("'<html>w</html>' after, '<html>z</html>'")):
+        same_answers("s", [a, moved], {**a, "/api/countries/Countries": [200, "<html>w</html>"]})
 
 
 def test_bad_input_changes_nothing(host, seed, adopted, tmp_path):

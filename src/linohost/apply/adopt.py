@@ -225,7 +225,7 @@ def adopt(ctx, p):
     rows}). A failure leaves no site behind, and the source as it was."""
     host, name = ctx.host, p.site.name
     ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
-    heard = probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)
+    heard = [probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)]
     journal = Journal(host, "adopt", name).start()
     try:
         if p.env_pins:          # (undone after the site: recorded before it)
@@ -236,8 +236,13 @@ def adopt(ctx, p):
         journal.record("adopted_site", site=name, keep_database=p.move)
         if p.move:          # nothing else may write to the database it takes over
             oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
-        before = p.database.tables(ctx.cfg)
+        counts = [p.database.tables(ctx.cfg)]
         path = archive_source(ctx, p)
+        # A source that goes on serving (--db copy) may change while it is archived: the
+        # archive holds what it held before or after (the new site is compared with both).
+        ctx.progress(f"{name}: the source's rows and answers again, after its archive")
+        counts.append(p.database.tables(ctx.cfg))
+        heard.append(probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin))
         keep_key(ctx, journal, name, p.key)
         if p.move:
             movedb.take_over(ctx, journal, name, p.database, path)
@@ -245,15 +250,12 @@ def adopt(ctx, p):
         site = restore(ctx, path, as_name=name, title=p.site.title, own=p.own,
                        db_kept=p.database.name if p.move else "", held="adopted")
         ctx.progress(f"{name}: checking its rows")
-        after = Database.of_site(host, site).tables(ctx.cfg)
-        if after != before:
-            odd = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
-            raise StepFailed(f"{name}: adopted rows differ from the source's in {odd[0]} "
-                             f"({before.get(odd[0])} before, {after.get(odd[0])} after)")
-        ctx.progress(f"{name}: comparing its answers with the source's ({len(heard)} requests)")
+        same_rows(name, counts, Database.of_site(host, site).tables(ctx.cfg))
+        ctx.progress(f"{name}: comparing its answers with the source's ({len(heard[-1])} "
+                     f"requests)")
         same_answers(name, heard, probe(ctx, host.env(site.env).bin_python, host.site_dir(name),
                                         [], answers_of=p.site.admin, as_site=name))
-        ctx.progress(f"{name}: the same answers as the source's to {len(heard)} requests")
+        ctx.progress(f"{name}: the same answers as the source's to {len(heard[-1])} requests")
         maintenance.path(host, name).unlink()       # checked: it opens
         remember(host, journal, p, path)
         if not p.move:
@@ -263,7 +265,7 @@ def adopt(ctx, p):
         journal.undo(ctx, log=ctx.progress)
         raise
     journal.commit()
-    return site, path, before
+    return site, path, counts[-1]
 
 
 def remember(host, journal, p, archive):
@@ -325,12 +327,22 @@ def adopt_all(ctx, layout, env=None, db="copy", dry_run=False, on_done=None):
     return out
 
 
-def same_answers(name, before, after):
+def same_rows(name, counts, after):
+    """Raise StepFailed naming the first table whose rows the adopted site does not
+    have as many of as the source had ({table: rows}, before and after its archive)."""
+    for table in sorted(set(counts[-1]) | set(after)):
+        if all(after.get(table) != c.get(table) for c in counts):
+            raise StepFailed(f"{name}: adopted rows differ from the source's in {table} "
+                             f"({counts[-1].get(table)} before, {after.get(table)} after)")
+
+
+def same_answers(name, heard, after):
     """Raise StepFailed naming the first request the adopted site answers otherwise
-    ({path: [status, body]}), and where in its body."""
-    for path in sorted(set(before) | set(after)):
-        was, now = before.get(path), after.get(path)
-        if was != now:
+    than the source did ({path: [status, body]}; *heard*: the source's, asked before
+    and after its archive: either will do), and where in its body."""
+    for path in sorted(set(heard[-1]) | set(after)):
+        was, now = heard[-1].get(path), after.get(path)
+        if all(now != answers.get(path) for answers in heard):
             how = (f"{now[0]} after, {was[0]} before" if was and now and was[0] != now[0] else
                    "another body: " + first_difference(was[1], now[1]) if was and now else
                    "not before: a table of its own" if now else "not at all")
