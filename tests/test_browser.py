@@ -79,10 +79,18 @@ class Browser:
 
     def until(self, condition, what):
         """Wait (bounded) for *condition*; on timeout keep a screenshot and say what failed."""
+        def looking(driver):
+            try:
+                return condition(driver)
+            except WebDriverException as e:     # the page navigates (signing out): again
+                if "navigat" not in (e.msg or ""):
+                    raise
+                return False
+
         try:
             # A front end re-renders its grid at will: look again at a stale element.
             return WebDriverWait(self.driver, WAIT, ignored_exceptions=(
-                StaleElementReferenceException,)).until(condition)
+                StaleElementReferenceException,)).until(looking)
         except TimeoutException:
             shot = self.shot("failed")
             self.collect()
