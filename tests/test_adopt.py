@@ -67,6 +67,14 @@ ADD_ROW = ("from lino.api import rt; "
            "rt.models.countries.Country(isocode='XA', name='Adoptland').save(); "
            "u = rt.models.users.User(username='alice', "
            "user_type=rt.models.users.UserTypes.admin); u.set_password('pw'); u.save()")
+#: As a linod that has just run a task every second: its status tells the next run
+#: relative to now ("Scheduled to run at … (3 seconds ago)"), otherwise at each request.
+TASK_RAN = ("from django.utils import timezone; from lino.api import rt; "
+            "from lino.modlib.system.choicelists import Recurrences; "
+            "from lino.modlib.linod.choicelists import Procedures; "
+            "t = rt.models.linod.SystemTask(procedure=Procedures.checkdata, name='often', "
+            "every_unit=Recurrences.secondly, every=1); "
+            "t.last_start_time = t.last_end_time = timezone.now(); t.full_clean(); t.save()")
 EFFECT = ("from django.conf import settings as s; print('OWN', s.SITE.is_demo_site, "
           "s.SITE.plugins.countries.country_code, ' '.join(l.django_code for l in "
           "s.SITE.languages), s.EMAIL_SUBJECT_PREFIX.strip(), "
@@ -111,7 +119,7 @@ def seed(host):
         (d / "settings.py").write_text(SETTINGS.format(title=n))
     py = env.bin_python
     run_env = {**os.environ, "PYTHONPATH": str(base)}
-    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW]):
+    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", TASK_RAN]):
         p = subprocess.run([py, "manage.py", *args], cwd=base / "site1", env=run_env,
                            capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, p.stdout + p.stderr
@@ -308,7 +316,7 @@ def server_source(request, host, seed):
     (d / "settings.py").write_text((PYMYSQL if engine == "mysql" else "") + text
                                    + f"DATABASES = {{'default': {database!r}}}\n")
     env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
-    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW]):
+    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", TASK_RAN]):
         p = subprocess.run([env.bin_python, "manage.py", *args], cwd=d, capture_output=True,
                            env={**os.environ, "PYTHONPATH": str(seed)}, text=True, timeout=900)
         assert p.returncode == 0, p.stdout + p.stderr

@@ -12,6 +12,7 @@ for the site made from it: ``LINOHOST-PROBE {"/api/APP/TABLE": [status, sha256]}
 """
 
 import ast
+import datetime
 import inspect
 import json
 import os
@@ -24,6 +25,9 @@ UPPER_SKIPPED = {"SITE", "Site"}
 DB_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
 #: Settings whose values are secrets: named among the settings, their values not.
 SECRET_SETTINGS = {"SECRET_KEY", "DATABASES", "EMAIL_HOST_PASSWORD"}
+
+#: What a time relative to now reads as in answers (see answers()).
+RELATIVE_TIME = "(a time relative to now)"
 
 
 def settings_module(project):
@@ -164,10 +168,17 @@ def answers(project, username):
     as *username*; not Django's sessions (their ages are counted from now). The site's
     own URL prefix reads as "/" in paths and bodies. Sessions live in signed cookies and
     everything runs in one transaction rolled back at the end: no row is written. A body
-    that is JSON comes parsed, so that a difference can be named."""
+    that is JSON comes parsed, so that a difference can be named. Times told relative to
+    now ("17 seconds ago": Django's naturaltime, which Lino uses) read as RELATIVE_TIME:
+    asked a minute later, the same site answers otherwise."""
     import django
     from django.conf import settings
     settings_module(project)                # sets DJANGO_SETTINGS_MODULE as manage.py does
+    from django.contrib.humanize.templatetags.humanize import NaturalTimeFormatter
+    string_for = NaturalTimeFormatter.string_for
+    NaturalTimeFormatter.string_for = classmethod(
+        lambda cls, value: RELATIVE_TIME if isinstance(value, datetime.date)
+        else string_for(value))
     django.setup()
     from django.apps import apps
     from django.db import transaction
