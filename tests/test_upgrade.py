@@ -105,12 +105,12 @@ def test_broken_site_is_restored_while_the_others_move(host, fleet):
     assert BREAKS_NOI in envs[new_env]["packages"] and "upg" in envs
 
 
-@pytest.mark.parametrize("when", [
-    "installing",                   # while pip builds the new environment
-    "loading its data into",        # the site is backed up and switched, its data loads
-])
+#: Where an upgrade is killed: while a site's data loads into the new environment,
+#: which is built and half-used then (a kill while pip builds it leaves a tree the same
+#: undo removes: not worth its two minutes of CI).
+@pytest.mark.parametrize("when", ["loading its data into"])
 def test_killed_upgrade_is_repaired_by_the_next_command(host, fleet, when):
-    """SIGKILL at several points: the next command puts every site back."""
+    """SIGKILL half-way: the next command puts every site back."""
     before = snapshot(host, fleet)
     envs_before = {e["name"] for e in json.loads(host("env", "list", "--json").stdout)}
     assert kill_at(host, when, "upgrade", "--env", "upg")
