@@ -108,27 +108,29 @@ def names(host):
 def seed(host):
     """/tmp/…/seed: djangosite_local.py, env -> the session's virtualenv, site1, site2."""
     base = Path(tempfile.mkdtemp(prefix="linohost-seed-"))
-    base.chmod(0o755)
-    env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
-    (base / "env").symlink_to(env.path)
-    (base / "djangosite_local.py").write_text(SHARED_HOOK)
-    for n in ("site1", "site2"):
-        d = base / n
-        (d / "config").mkdir(parents=True)     # media/ after prep (which moves it away)
-        (d / "manage.py").write_text(MANAGE)
-        (d / "settings.py").write_text(SETTINGS.format(title=n))
-    py = env.bin_python
-    run_env = {**os.environ, "PYTHONPATH": str(base)}
-    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", TASK_RAN]):
-        p = subprocess.run([py, "manage.py", *args], cwd=base / "site1", env=run_env,
-                           capture_output=True, text=True, timeout=900)
-        assert p.returncode == 0, p.stdout + p.stderr
-    shutil.copy2(base / "site1" / "default.db", base / "site2" / "default.db")
-    for n in ("site1", "site2"):
-        (base / n / "media").mkdir(exist_ok=True)
-    (base / "site1" / "media" / "note.txt").write_text("a file of its own\n")
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    try:                        # (a failed prep leaves no directory behind)
+        base.chmod(0o755)
+        env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
+        (base / "env").symlink_to(env.path)
+        (base / "djangosite_local.py").write_text(SHARED_HOOK)
+        for n in ("site1", "site2"):
+            d = base / n
+            (d / "config").mkdir(parents=True)     # media/ after prep (which moves it away)
+            (d / "manage.py").write_text(MANAGE)
+            (d / "settings.py").write_text(SETTINGS.format(title=n))
+        py = env.bin_python
+        run_env = {**os.environ, "PYTHONPATH": str(base)}
+        for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", TASK_RAN]):
+            p = subprocess.run([py, "manage.py", *args], cwd=base / "site1", env=run_env,
+                               capture_output=True, text=True, timeout=900)
+            assert p.returncode == 0, p.stdout + p.stderr
+        shutil.copy2(base / "site1" / "default.db", base / "site2" / "default.db")
+        for n in ("site1", "site2"):
+            (base / n / "media").mkdir(exist_ok=True)
+        (base / "site1" / "media" / "note.txt").write_text("a file of its own\n")
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -457,27 +457,29 @@ def adopted_site(host, domain_sites):
     """A project of its own beside the session's environment, its database a copy of a
     React Cosi demo site's with robin's password changed, adopted: the site's name."""
     base = Path(tempfile.mkdtemp(prefix="linohost-own-"))
-    base.chmod(0o755)
-    env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
-    (base / "env").symlink_to(env.path)
-    project = base / "own"
-    (project / "media").mkdir(parents=True)
-    (project / "manage.py").write_text(MANAGE)
-    (project / "settings.py").write_text(ADOPTED_SETTINGS)
-    demo = host.root / next(iter(domain_sites)) / "default.db"
-    src = sqlite3.connect(f"file:{demo}?mode=ro", uri=True)
-    dst = sqlite3.connect(project / "default.db")
-    src.backup(dst)
-    src.close(), dst.close()
-    subprocess.run([env.bin_python, "manage.py", "shell", "-c",
-                    "from lino.api import rt; u = rt.models.users.User.objects.get("
-                    f"username='robin'); u.set_password({OWN_PASSWORD!r}); u.save()"],
-                   cwd=project, check=True, capture_output=True, timeout=300)
     name = host.unique("adb")
-    host("adopt", project, "--as", name, "--yes", timeout=1800)
-    yield name
-    host("rm", name, "--yes", "--no-archive", check=False)
-    shutil.rmtree(base, ignore_errors=True)
+    try:                        # (a failed adoption leaves neither project nor site)
+        base.chmod(0o755)
+        env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
+        (base / "env").symlink_to(env.path)
+        project = base / "own"
+        (project / "media").mkdir(parents=True)
+        (project / "manage.py").write_text(MANAGE)
+        (project / "settings.py").write_text(ADOPTED_SETTINGS)
+        demo = host.root / next(iter(domain_sites)) / "default.db"
+        src = sqlite3.connect(f"file:{demo}?mode=ro", uri=True)
+        dst = sqlite3.connect(project / "default.db")
+        src.backup(dst)
+        src.close(), dst.close()
+        subprocess.run([env.bin_python, "manage.py", "shell", "-c",
+                        "from lino.api import rt; u = rt.models.users.User.objects.get("
+                        f"username='robin'); u.set_password({OWN_PASSWORD!r}); u.save()"],
+                       cwd=project, check=True, capture_output=True, timeout=300)
+        host("adopt", project, "--as", name, "--yes", timeout=1800)
+        yield name
+    finally:
+        host("rm", name, "--yes", "--no-archive", check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_user_of_an_adopted_site_signs_in_with_the_password_they_had(server, adopted_site,
