@@ -238,11 +238,13 @@ def adopt(ctx, p):
             oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
         counts = [p.database.tables(ctx.cfg)]
         path = archive_source(ctx, p)
-        # A source that goes on serving (--db copy) may change while it is archived: the
-        # archive holds what it held before or after (the new site is compared with both).
-        ctx.progress(f"{name}: the source's rows and answers again, after its archive")
-        counts.append(p.database.tables(ctx.cfg))
-        heard.append(probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin))
+        if not p.move:
+            # A source that goes on serving may change while it is archived: the archive
+            # holds what it held before or after (the new site is compared with both).
+            ctx.progress(f"{name}: the source's rows and answers again, after its archive")
+            counts.append(p.database.tables(ctx.cfg))
+            heard.append(probe(ctx, p.python, Path(p.source), p.paths,
+                               answers_of=p.site.admin))
         keep_key(ctx, journal, name, p.key)
         if p.move:
             movedb.take_over(ctx, journal, name, p.database, path)

@@ -8,7 +8,7 @@ and the database password: linohost reads it, never prints it.
 
 With ``--answers USER PROJECT [PATH ...]`` it prints instead what the site answers to
 its JSON API signed in as USER (see :func:`answers`), the same way for the source and
-for the site made from it: ``LINOHOST-PROBE {"/api/APP/TABLE": [status, sha256]}``.
+for the site made from it: ``LINOHOST-PROBE {"/api/APP/TABLE": [status, body]}``.
 """
 
 import ast
