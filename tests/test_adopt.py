@@ -50,6 +50,10 @@ class Site(Site):
     is_demo_site = False
     demo_fixtures = ["std", "minimal_ledger"]
 
+    def get_installed_plugins(self):
+        yield super().get_installed_plugins()
+        yield "lino_xl.lib.addresses"           # one Cosi does not have
+
     def get_plugin_configs(self):
         yield super().get_plugin_configs()
         yield ("countries", "country_code", "DE")
@@ -67,6 +71,11 @@ ADD_ROW = ("from lino.api import rt; "
            "rt.models.countries.Country(isocode='XA', name='Adoptland').save(); "
            "u = rt.models.users.User(username='alice', "
            "user_type=rt.models.users.UserTypes.admin); u.set_password('pw'); u.save()")
+#: A row of the plugin of its own (lino_xl.lib.addresses).
+ADD_ADDRESS = ("from lino.api import rt; p = rt.models.contacts.Company(name='Adopt AG'); "
+               "p.full_clean(); p.save(); "
+               "a = rt.models.addresses.Address(partner=p, street='Adoptionsweg 1'); "
+               "a.full_clean(); a.save()")
 #: As a linod that has just run a task every second: its status tells the next run
 #: relative to now ("Scheduled to run at … (3 seconds ago)"), otherwise at each request.
 TASK_RAN = ("from django.utils import timezone; from lino.api import rt; "
@@ -78,7 +87,8 @@ TASK_RAN = ("from django.utils import timezone; from lino.api import rt; "
 EFFECT = ("from django.conf import settings as s; print('OWN', s.SITE.is_demo_site, "
           "s.SITE.plugins.countries.country_code, ' '.join(l.django_code for l in "
           "s.SITE.languages), s.EMAIL_SUBJECT_PREFIX.strip(), "
-          "rt.models.countries.Country.objects.filter(isocode='XA').count())")
+          "rt.models.countries.Country.objects.filter(isocode='XA').count(), "
+          "rt.models.addresses.Address.objects.filter(street='Adoptionsweg 1').count())")
 
 
 def rows(db):
@@ -120,7 +130,8 @@ def seed(host):
             (d / "settings.py").write_text(SETTINGS.format(title=n))
         py = env.bin_python
         run_env = {**os.environ, "PYTHONPATH": str(base)}
-        for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", TASK_RAN]):
+        for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", ADD_ADDRESS],
+                     ["shell", "-c", TASK_RAN]):
             p = subprocess.run([py, "manage.py", *args], cwd=base / "site1", env=run_env,
                                capture_output=True, text=True, timeout=900)
             assert p.returncode == 0, p.stdout + p.stderr
@@ -153,6 +164,9 @@ def test_dry_run_plans_and_changes_nothing(host, seed):
     assert plan["app"] == "cosi" and plan["languages"] == ["en", "de"]
     assert plan["front_end"] == "extjs"             # Cosi's default_ui, lino_extjs.extjs
     assert "SITE.is_demo_site = False" in plan["own"]
+    assert plan["plugins"] == ["lino_xl.lib.addresses"]
+    assert "# Site.get_installed_plugins(): its own plugins are the site's plugins " \
+        "(lino_xl.lib.addresses)" in plan["own"] and not plan["notes"]
     assert names(host) == sites and tree_hash(seed) == before
 
 
@@ -172,8 +186,11 @@ def test_same_rows_settings_carried_source_untouched(host, seed, adopted):
     assert "SITE.plugins.countries.country_code = 'DE'" in own
     assert "EMAIL_SUBJECT_PREFIX = '[seed] '" in own
     assert "# SECRET_KEY: linohost provides it" in own and "seed-secret" not in own
+    record = tomllib.loads((host.root / "registry" / f"{name}.toml").read_text())
+    assert record["plugins"] == ["lino_xl.lib.addresses"]
+    assert "SITE = Site(globals(), ['lino_xl.lib.addresses'])" in parts[0]
     out = host("manage", name, "--", "shell", "-c", "from lino.api import rt; " + EFFECT).stdout
-    assert out.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1"
+    assert out.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1 1"
     assert tree_hash(seed) == before
     assert list((host.root / name / "media").rglob("note.txt"))
 
@@ -198,6 +215,37 @@ def test_rows_that_differ_are_named():
                        ({**later, "c": 1}, "in c (None before, 1 after)")):
         with pytest.raises(StepFailed, match=re.escape(how)):
             same_rows("s", [before, later], after)
+
+
+def test_plugins_of_its_own_become_the_sites_plugins(tmp_path):
+    """A Site class that installs plugins beyond its app's: they become the record's
+    plugins (Lino's local_apps in the generated settings, and a zygote group of their
+    own); one that leaves out an app's plugin cannot be carried and says so."""
+    import dataclasses
+    from types import SimpleNamespace
+    from linohost.keeper.zygotes import group_of
+    from linohost.model.adoption import own_part
+    from linohost.model.site import Site
+    probe = {"attrs": {}, "plugin_configs": [], "settings": {},
+             "methods": {"get_installed_plugins": ""}, "plugins": ["lino_xl.lib.addresses"],
+             "plugins_dropped": []}
+    own, notes = own_part(probe, "/src/settings.py")
+    assert "# Site.get_installed_plugins(): its own plugins are the site's plugins " \
+        "(lino_xl.lib.addresses)" in own and notes == []
+    own, notes = own_part({**probe, "plugins_dropped": ["lino_xl.lib.phones"]}, "/s")
+    assert "# Site.get_installed_plugins(): a method of the old Site class, not carried" in own
+    assert notes == ["Site.get_installed_plugins() is not carried: add it to a plugin or "
+                     "the app (it leaves out lino_xl.lib.phones)"]
+    site = Site(name="s1", app="cosi", settings_module="lino_cosi.lib.cosi.settings",
+                env="default", db="sqlite", title="s1")
+    mine = dataclasses.replace(site, plugins=("lino_xl.lib.addresses",))
+    context = dict(site_prefix="/", static_root="/x", allowed_hosts=["h"])
+    assert "SITE = Site(globals())\n" in render_site.generated_settings(site, **context)
+    assert "SITE = Site(globals(), ['lino_xl.lib.addresses'])\n" in \
+        render_site.generated_settings(mine, **context)
+    host = SimpleNamespace(site_dir=lambda name: tmp_path / name,
+                           site_prefix=lambda s: "/")
+    assert len(group_of(host, site)) == 6 and len(group_of(host, mine)) == 7
 
 
 def test_answers_that_differ_are_named():
@@ -318,7 +366,8 @@ def server_source(request, host, seed):
     (d / "settings.py").write_text((PYMYSQL if engine == "mysql" else "") + text
                                    + f"DATABASES = {{'default': {database!r}}}\n")
     env = Env.load(host.root / "envs" / "default" / Env.FILENAME)
-    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", TASK_RAN]):
+    for args in (["prep", "--noinput"], ["shell", "-c", ADD_ROW], ["shell", "-c", ADD_ADDRESS],
+                 ["shell", "-c", TASK_RAN]):
         p = subprocess.run([env.bin_python, "manage.py", *args], cwd=d, capture_output=True,
                            env={**os.environ, "PYTHONPATH": str(seed)}, text=True, timeout=900)
         assert p.returncode == 0, p.stdout + p.stderr
@@ -348,7 +397,7 @@ def test_a_site_on_a_server_database_moves_in_with_its_rows(host, seed, server_s
         assert server_rows(engine, record["db_name"]) == counts
         assert server_rows(engine, db) == counts
         out = host("manage", name, "--", "shell", "-c", "from lino.api import rt; " + EFFECT)
-        assert out.stdout.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1"
+        assert out.stdout.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1 1"
     finally:
         host("rm", name, "--yes", "--no-archive", check=False)
     settings = project / "settings.py"
@@ -408,7 +457,7 @@ def test_db_move_keeps_the_database_and_takes_over_its_user(host, seed, server_s
         assert password_is(engine, db, new) and not password_is(engine, db, password)
         assert server_rows(engine, db) == counts
         out = host("manage", name, "--", "shell", "-c", "from lino.api import rt; " + EFFECT)
-        assert out.stdout.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1"
+        assert out.stdout.split("OWN ", 1)[1].strip() == "False DE en de [seed] 1 1"
     finally:
         host("rm", name, "--yes", "--no-archive", check=False)
     assert db not in names_on_server(engine)

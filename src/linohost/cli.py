@@ -311,7 +311,8 @@ def site_row(host, s, port=None):
             "url": host.site_url(s, port),
             "path": str(host.site_dir(s.name)), "title": s.title,
             "languages": list(s.languages), "front_end": s.front_end, "domain": s.domain,
-            "settings_module": s.settings_module, "db_name": s.db_name, "created": s.created}
+            "settings_module": s.settings_module, "plugins": list(s.plugins),
+            "db_name": s.db_name, "created": s.created}
 
 
 @cli.command("list")

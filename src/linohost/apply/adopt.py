@@ -153,6 +153,7 @@ def plan(ctx, path, as_name=None, env=None, db="copy", python=None, paths=(), la
                             new_env=bool(pins))
     if db == "move":
         record = dataclasses.replace(record, db_name=database.name)
+    record = dataclasses.replace(record, plugins=tuple(found["plugins"]))
     own, notes = own_part(found, found["settings_file"], given_settings(ctx.cfg))
     key = found["secret_key"] if ctx.cfg["secret_policy"] != "env" else ""
     media = project / "media"

@@ -203,6 +203,7 @@ def _restore_new(ctx, name, original, manifest, data, engine, title=None, own=No
         ctx, name, original.app, env, engine or manifest.engine, title,
         original.languages, original.domain if name == original.name else "",
         original.front_end, admin=original.admin)
+    record = dataclasses.replace(record, plugins=original.plugins)   # (they made its tables)
     if db_kept:
         record = dataclasses.replace(record, db_name=db_kept)
     settings = data / "files" / "settings.py"       # its own part comes along

@@ -52,14 +52,18 @@ OWN_INI = "lino.ini"
 
 def group_of(host, site):
     """The key of *site*'s group (sites that one zygote can serve); a site with a
-    lino.ini of its own is in a group of those with the same one (by its digest)."""
+    lino.ini of its own, or installed plugins of its own, is in a group of those with
+    the same (by their digest)."""
     key = (site.env, site.settings_module, tuple(site.languages), site.front_end,
            host.site_prefix(site) != "/", site.db)
     try:
         ini = (host.site_dir(site.name) / OWN_INI).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
+        ini = None
+    if ini is None and not site.plugins:
         return key
-    return (*key, hashlib.sha256(ini).hexdigest()[:16])
+    own = repr((ini, tuple(site.plugins))).encode()
+    return (*key, hashlib.sha256(own).hexdigest()[:16])
 
 
 def group_name(key):
@@ -148,8 +152,9 @@ class Zygote:
             shutil.copy2(data[-1].parent / "db", self.project / "default.db")
         if self.variant:                     # the zygote fills its database itself
             (self.project / VARIANT_FILE).write_text(json.dumps(self.variant[1]))
-        if len(self.key) > 6:                # the group's own lino.ini (its sample's)
-            shutil.copyfile(h.site_dir(self.sample.name) / OWN_INI, self.project / OWN_INI)
+        ini = h.site_dir(self.sample.name) / OWN_INI
+        if len(self.key) > 6 and ini.is_file():     # the group's own lino.ini (its sample's)
+            shutil.copyfile(ini, self.project / OWN_INI)
         for rel, text in files.items():
             (self.project / rel).write_text(text)
         for secret in (f"key-{self.name}", f"db-{self.name}"):

@@ -75,6 +75,7 @@ class Plan:
                 ("environment", f"{s.env}: new, built from its pip freeze ({len(self.env_pins)} "
                                 f"packages)" if self.env_pins else s.env),
                 ("languages", " ".join(s.languages)), ("admin", s.admin), ("front end", s.front_end),
+                ("plugins of its own", " ".join(s.plugins) or "none"),
                 ("database", f"move: {self.database.describe()}, kept where it is; its "
                              f"user gets a new password" if self.move else
                              f"copy: {self.database.describe()} into a new {s.db} database"),
@@ -91,6 +92,7 @@ class Plan:
                 "app": self.site.app, "env": self.site.env, "new_env": list(self.env_pins),
                 "db": self.site.db,
                 "languages": list(self.site.languages), "front_end": self.site.front_end,
+                "plugins": list(self.site.plugins),
                 "database": self.database.describe(), "db_mode": "move" if self.move else "copy",
                 "media_kib": self.media_kib, "own": self.own,
                 "notes": self.notes, "secret_key_kept": bool(self.key),
@@ -131,9 +133,16 @@ def own_part(probe, source, given=None):
             notes.append(f"setting {k} is not a plain value: set it by hand")
         else:
             lines.append(f"{k} = {v}")
+    plugins, dropped = probe.get("plugins", []), probe.get("plugins_dropped", [])
     for name in sorted(probe["methods"]):
         if name == "get_plugin_configs":
             continue
+        if name == "get_installed_plugins" and not dropped:
+            lines.append(f"# Site.get_installed_plugins(): its own plugins are the site's "
+                         f"plugins ({', '.join(plugins) or 'none'})")
+            continue
         lines.append(f"# Site.{name}(): a method of the old Site class, not carried")
-        notes.append(f"Site.{name}() is not carried: add it to a plugin or the app")
+        notes.append(f"Site.{name}() is not carried: add it to a plugin or the app"
+                     + (f" (it leaves out {', '.join(dropped)})"
+                        if name == "get_installed_plugins" else ""))
     return "\n".join(lines) + "\n", notes

@@ -24,6 +24,9 @@ class Site(Record):
     memory_limit: int = 0
     cpu_weight: int = 0
     tasks_limit: int = 0
+    # Installed plugins of its own beyond its app's (Lino's local_apps; an adopted
+    # site's get_installed_plugins() added them): they change what Lino builds.
+    plugins: tuple = ()
 
     @property
     def db_user(self):

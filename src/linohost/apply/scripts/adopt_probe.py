@@ -72,6 +72,23 @@ def flat(items):
             yield from flat(t)
 
 
+def plugin_names(items):
+    """The plugin names of a get_installed_plugins() (it yields nested iterables)."""
+    for x in items or ():
+        if isinstance(x, str):
+            yield x
+        else:
+            yield from plugin_names(x)
+
+
+def own_plugins(site, app):
+    """(plugins the site installs beyond its app's Site, the app's it does not)."""
+    asked = [*plugin_names(site.get_installed_plugins()), *plugin_names(site.local_apps)]
+    base = list(plugin_names(app.Site.get_installed_plugins(site)))
+    return ([p for p in dict.fromkeys(asked) if p not in base],
+            [p for p in dict.fromkeys(base) if p not in asked])
+
+
 def assigned(path):
     """The names the settings file itself assigns at its top level (its syntax tree:
     its values are read from the module that ran)."""
@@ -122,6 +139,7 @@ def probe(project):
         base = list(flat(app.Site.get_plugin_configs(site)))
         plugin_configs = [[a, k, literal(v)] for a, k, v in flat(site.get_plugin_configs())
                           if (a, k, v) not in base]
+    plugins, dropped = own_plugins(site, app)
     shared = shared_settings(name)
     settings = {}
     files = [mod.__file__] + ([shared.__file__] if shared else [])
@@ -145,6 +163,7 @@ def probe(project):
         "shared_settings": os.path.abspath(shared.__file__) if shared else None,
         "seed_hook": "djangosite_local" in sys.modules,
         "attrs": attrs, "methods": methods, "plugin_configs": plugin_configs,
+        "plugins": plugins, "plugins_dropped": dropped,
         "settings": settings, "distributions": distributions(),
     }
 
