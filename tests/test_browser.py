@@ -442,6 +442,10 @@ class Site(Site):
     default_ui = "lino_react.react"
     languages = "en"
 
+    def get_installed_plugins(self):        # one Cosi does not have: the site's own
+        yield super().get_installed_plugins()
+        yield "lino_xl.lib.addresses"
+
 
 SITE = Site(globals())
 SECRET_KEY = "a key of the project's own, at least fifty characters long, as Django asks"
@@ -471,11 +475,15 @@ def adopted_site(host, domain_sites):
         dst = sqlite3.connect(project / "default.db")
         src.backup(dst)
         src.close(), dst.close()
-        subprocess.run([env.bin_python, "manage.py", "shell", "-c",
-                        "from lino.api import rt; u = rt.models.users.User.objects.get("
-                        f"username='robin'); u.set_password({OWN_PASSWORD!r}); u.save()"],
-                       cwd=project, check=True, capture_output=True, timeout=300)
+        for args in (["migrate", "--run-syncdb"],            # its own plugin's table
+                     ["shell", "-c", "from lino.api import rt; u = rt.models.users.User."
+                      f"objects.get(username='robin'); u.set_password({OWN_PASSWORD!r}); "
+                      "u.save()"]):
+            subprocess.run([env.bin_python, "manage.py", *args], cwd=project, check=True,
+                           capture_output=True, timeout=300)
         host("adopt", project, "--as", name, "--yes", timeout=1800)
+        assert json.loads(host("show", name, "--json").stdout)["plugins"] == \
+            ["lino_xl.lib.addresses"]
         yield name
     finally:
         host("rm", name, "--yes", "--no-archive", check=False)
