@@ -101,9 +101,14 @@ class Getlino:
                           "--languages", "en"],
                          "getlino configure")
 
-    def startsite(self, name, *extra):
-        return self._run([self.bin / "getlino", "startsite", "cosi", name, "--batch", *extra],
-                         f"getlino startsite cosi {name}")
+    def startsite(self, name, *extra, app="cosi", as_root=False):
+        """*as_root*: as getlino runs on a server (its services, a server database),
+        with its own HOME (its config) and root's PATH (it runs `service`)."""
+        argv = [self.bin / "getlino", "startsite", app, name, "--batch", *extra]
+        if as_root:
+            env = {**self.env, "PATH": f"{self.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
+            argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+        return self._run(argv, f"getlino startsite {app} {name}", root=as_root)
 
     def manage(self, name, *args):
         project = self.home / "lino" / "lino_local" / name

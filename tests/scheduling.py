@@ -8,7 +8,8 @@ import pytest
 MACHINE_GROUPS = {"test_system_apache.py": "etc-apache",   # /etc/apache2, and a copy of it
                   "test_tls.py": "etc-apache",
                   # adopt refuses while any getlino runs (test_adopt_getlino runs one)
-                  "test_adopt.py": "adopt", "test_adopt_getlino.py": "adopt"}
+                  "test_adopt.py": "adopt", "test_adopt_getlino.py": "adopt",
+                  "test_adopt_getlino_noi.py": "adopt"}
 
 
 #: The groups that take longest, first: a worker that is free takes the next group,

@@ -157,15 +157,29 @@ def add_services(g, project):
     (apache / "sites-enabled" / "gl1.conf").symlink_to("../sites-available/gl1.conf")
 
 
+def bench_getlino():
+    """getlino from PyPI in a venv of its own, configured as bench_lifecycle does;
+    the test fails saying why if it cannot run here."""
+    g = None
+    try:
+        g = Getlino()
+        g.configure()
+        return g
+    except GetlinoUnavailable as e:
+        if g is not None:
+            g.close()
+        pytest.fail(f"getlino cannot run here: {e}")
+
+
 @pytest.fixture(scope="module")
 def getlino():
     """getlino, configured, with site gl1 (Cosi, SQLite) customised and signed in to:
     (Getlino, project directory, robin's session id)."""
+    g = bench_getlino()
     try:
-        g = Getlino()
-        g.configure()
         g.startsite("gl1")
     except GetlinoUnavailable as e:
+        g.close()
         pytest.fail(f"getlino cannot run here: {e}")
     project = g.home / "lino" / "lino_local" / "gl1"
     for path, (old, new) in ((project / "settings.py", OWN_ATTR),
