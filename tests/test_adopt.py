@@ -269,6 +269,11 @@ def test_answers_that_differ_are_named():
             ({**a, "/api/x/Y": [200, "w"]}, "not before")):
         with pytest.raises(StepFailed, match=re.escape(how)):
             same_answers("s", [a], after)
+    # long texts: from where they part
+    from linohost.apply.adopt import first_difference
+    part = "'" + "x" * 10 + "{}" + "y" * 45 + "..."
+    assert first_difference("x" * 70 + "a" + "y" * 80, "x" * 70 + "b" + "y" * 80) == \
+        f"body from character 60 is {part.format('b')} after, {part.format('a')} before"
     # asked twice (before and after the archive), either answer will do
     moved = {**a, "/api/countries/Countries": [200, "<html>z</html>"]}
     same_answers("s", [a, moved], dict(a))

@@ -367,6 +367,12 @@ def first_difference(was, now, where="body"):
                 return first_difference(a, b, f"{where}[{i}]")
     elif isinstance(was, list) and isinstance(now, list):
         return f"{where} has {len(now)} items after, {len(was)} before"
+    elif isinstance(was, str) and isinstance(now, str):     # from where they part
+        i = next((k for k, (a, b) in enumerate(zip(was, now)) if a != b),
+                 min(len(was), len(now)))
+        if i > 20:
+            return (f"{where} from character {i - 10} is {_short(now[i - 10:])} after, "
+                    f"{_short(was[i - 10:])} before")
     return f"{where} is {_short(now)} after, {_short(was)} before"
 
 
