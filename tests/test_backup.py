@@ -214,11 +214,20 @@ def test_bad_archives_are_refused_and_change_nothing(host, cosi_sites, tmp_path)
             info = tarfile.TarInfo(n)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
+    # its record names a plugin that is not a module name (Lino would import it)
+    plugged = tmp_path / "plugged.tar.gz"
+    manifest = json.loads(members(archive)["manifest.json"])
+    manifest["site"]["plugins"] = ["os; import this"]
+    with tarfile.open(plugged, "w:gz") as t:
+        for n, data in {**members(archive), "manifest.json": json.dumps(manifest).encode()}.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
     sites_before = host("list", "--json").stdout
     for bad, words in ((tmp_path / "missing.tar.gz", "no such archive"),
                        (truncated, "damaged"), (tampered, "checksum mismatch"),
                        (foreign, "not a linohost archive"), (not_tar, "not a linohost archive"),
-                       (evil, "bad manifest")):
+                       (evil, "bad manifest"), (plugged, "bad manifest: plugins")):
         name = host.unique("bad")
         p = host("restore", bad, "--as", name, check=False)
         assert p.returncode == 2, (bad, p.stderr)

@@ -78,6 +78,9 @@ def site_of(manifest, path=""):
         wrong = f"site name {site.name!r}"
     elif manifest.engine not in ENGINES or site.db != manifest.engine:
         wrong = f"engine {manifest.engine!r}"
+    elif not isinstance(site.plugins, tuple) or not all(
+            isinstance(m, str) and _MODULE.match(m) for m in site.plugins):
+        wrong = f"plugins {site.plugins!r}"
     elif manifest.native and manifest.native not in manifest.checksums:
         wrong = f"database member {manifest.native!r}"
     elif manifest.portable and "portable/restore.py" not in manifest.checksums:
@@ -88,6 +91,8 @@ def site_of(manifest, path=""):
 
 
 _SITE_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+#: A site's own plugin: a dotted module name (Lino imports it).
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 
 def _filter():
