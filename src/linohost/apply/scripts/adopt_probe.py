@@ -63,28 +63,21 @@ def literal(value):
         return None
 
 
-def flat(items):
-    """The (app, key, value) triples of a get_plugin_configs() (it yields nested iterables)."""
-    for t in items or ():
-        if isinstance(t, tuple):
-            yield t
-        else:
-            yield from flat(t)
-
-
-def plugin_names(items):
-    """The plugin names of a get_installed_plugins() (it yields nested iterables)."""
+def flat(items, leaf=tuple):
+    """The *leaf* items of what Lino's Site methods yield as nested iterables: the
+    (app, key, value) triples of get_plugin_configs(), the names (``leaf=str``) of
+    get_installed_plugins()."""
     for x in items or ():
-        if isinstance(x, str):
+        if isinstance(x, leaf):
             yield x
         else:
-            yield from plugin_names(x)
+            yield from flat(x, leaf)
 
 
 def own_plugins(site, app):
     """(plugins the site installs beyond its app's Site, the app's it does not)."""
-    asked = [*plugin_names(site.get_installed_plugins()), *plugin_names(site.local_apps)]
-    base = list(plugin_names(app.Site.get_installed_plugins(site)))
+    asked = [*flat(site.get_installed_plugins(), str), *flat(site.local_apps, str)]
+    base = list(flat(app.Site.get_installed_plugins(site), str))
     return ([p for p in dict.fromkeys(asked) if p not in base],
             [p for p in dict.fromkeys(base) if p not in asked])
 
