@@ -87,11 +87,12 @@ def make_root(prefix):
     return root
 
 
-def kill_at(h, marker, *args):
-    """Run `linohost ARGS` and SIGKILL it as soon as its progress says *marker*.
+def kill_at(h, marker, *args, env=None):
+    """Run `linohost ARGS` (with *env* added to the environment) and SIGKILL it as soon
+    as its progress says *marker*.
 
     Returns whether it got that far (it was killed there)."""
-    env = {**os.environ, "LINOHOST_ROOT": str(h.root)}
+    env = {**os.environ, **(env or {}), "LINOHOST_ROOT": str(h.root)}
     proc = subprocess.Popen([*LINOHOST, *map(str, args)], env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     hit = False

@@ -101,17 +101,20 @@ def rows(db):
         con.close()
 
 
-def tree_hash(d):
+def tree_hash(d, skip=None):
+    """A hash of the names and bytes in directory *d* (but of paths starting with *skip*)."""
     h = hashlib.sha256()
     for p in sorted(Path(d).rglob("*")):
+        if skip and str(p).startswith(str(skip)):
+            continue
         h.update(str(p.relative_to(d)).encode())
         if p.is_file() and not p.is_symlink():
             h.update(p.read_bytes())
     return h.hexdigest()
 
 
-def names(host):
-    return {s["name"] for s in json.loads(host("list", "--json").stdout)}
+def names(host, **kw):
+    return {s["name"] for s in json.loads(host("list", "--json", **kw).stdout)}
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ against the source still signs its user in), the source directory unchanged.
 
 The services getlino writes as root are added as it writes them: its supervisor
 program (getlino's linod_PRJ.conf, in the supervisor_dir of its config, run by a real
-supervisord of the test; linod.sh is a stand-in that sleeps, as Lino's linod would
-write to the database the test checks), its daily cron job (in /etc/cron.daily) and an
-Apache vhost enabled in a copy of sites-enabled (APACHE_CONFDIR). Adopting stops them."""
+supervisord of the test; linod.sh is a stand-in that writes to the site's database
+every 0.2 s, as Lino's linod running a task every few seconds does), its daily cron job
+(in /etc/cron.daily) and an Apache vhost enabled in a copy of sites-enabled
+(APACHE_CONFDIR). Adopting stops them: the linod and the cron job before the source is
+read, the vhost once the new site is checked."""
 
 import configparser
 import hashlib
@@ -18,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -28,6 +31,7 @@ import pytest
 
 from hoststate import wait_for
 from leftovers import assert_one_error_line
+from runner import kill_at
 from test_adopt import ADD_ROW, answered, names, rows, tree_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -91,8 +95,21 @@ VHOST = """\
     Alias /media/ {project_dir}/media/
 </VirtualHost>
 """
-#: The test's stand-in for getlino's linod.sh (see the module's docstring).
-STAND_IN = "#!/bin/sh\n# stands in for getlino's linod.sh, which runs manage.py linod\nexec sleep 3600\n"
+#: The test's stand-in for getlino's linod.sh (see the module's docstring): it renames
+#: the country ADD_ROW adds, counting; a SIGTERM ends it between two transactions.
+STAND_IN = """#!/bin/sh
+# stands in for getlino's linod.sh, which runs manage.py linod
+exec {python} -c '
+import signal, sqlite3, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+db = sqlite3.connect("{db}", timeout=30)
+for i in range(1, 10 ** 9):
+    with db:
+        db.execute("UPDATE countries_country SET name = ? WHERE isocode = ?",
+                   ("Adoptland %d" % i, "XA"))
+    time.sleep(0.2)
+'
+"""
 SUPERVISORD = """\
 [unix_http_server]
 file = {d}/supervisor.sock
@@ -140,7 +157,8 @@ def add_services(g, project):
     cp["DEFAULT"]["supervisor_dir"] = str(d / "conf.d")
     with config.open("w") as f:
         cp.write(f)
-    (project / "linod.sh").write_text(STAND_IN)
+    (project / "linod.sh").write_text(STAND_IN.format(python=project / "env" / "bin" / "python",
+                                                      db=project / "gl1"))
     (project / "linod.sh").chmod(0o755)
     context = dict(prjname="gl1", project_dir=project, usergroup="nobody")
     (d / "conf.d" / "linod_gl1.conf").write_text(LINOD_CONF.format(**context))
@@ -200,6 +218,20 @@ def getlino():
         g.close()
 
 
+def source_tree(g):
+    """A hash of getlino's tree but of gl1's database (its linod writes it)."""
+    return tree_hash(g.home / "lino", skip=g.home / "lino" / "lino_local" / "gl1" / "gl1")
+
+
+def xa_name(db):
+    """The name of the country the linod renames, in SQLite database *db*."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT name FROM countries_country WHERE isocode = 'XA'").fetchone()[0]
+    finally:
+        con.close()
+
+
 def source_key(project):
     """The SECRET_KEY in the getlino site's settings.py (read as the test, not printed)."""
     for line in (project / "settings.py").read_text().splitlines():
@@ -221,7 +253,7 @@ def adopted(host, getlino):
     assert (broken / "manage.py").read_text() != (project / "manage.py").read_text()
     (broken / "env").symlink_to(project / "env")
     (broken / "settings.py").write_text("raise RuntimeError('broken on purpose')\n")
-    before, counts = tree_hash(g.home / "lino"), rows(project / "gl1")
+    before, counts = source_tree(g), rows(project / "gl1")
     p = host("adopt", "--getlino", g.home / ".getlino.conf", "--all", "--yes", "--json",
              check=False, env=operator(g))
     yield "gl1", p, before, counts
@@ -257,22 +289,23 @@ def test_plan_says_getlino_and_carries_its_settings(host, getlino):
     assert source_key(project) not in text
     supervisor = g.base / "supervisor" / "conf.d" / "linod_gl1.conf"
     assert plan["old_services"] == [
-        {"kind": "supervisor", "path": str(supervisor), "programs": ["linod-gl1"]},
+        {"kind": "supervisor", "path": str(supervisor), "programs": ["linod-gl1"],
+         "first": True},
         {"kind": "apache", "path": str(g.base / "apache2" / "sites-enabled" / "gl1.conf"),
-         "programs": []},
-        {"kind": "cron", "path": str(CRON_FILE), "programs": []}]
-    assert "supervisor: " + str(supervisor) + " (linod-gl1)" in text
+         "programs": [], "first": False},
+        {"kind": "cron", "path": str(CRON_FILE), "programs": [], "first": True}]
+    assert "supervisor: " + str(supervisor) + " (linod-gl1), first" in text
+    assert "gl1.conf, once checked" in text
     assert linod_running(g)
 
 
 def test_a_supervisor_that_cannot_update_undoes_the_adoption(host, getlino):
-    """The old services are stopped last; when supervisor refuses (a broken program
-    file of another site), the files go back and no site is left; it ends with one
-    error line, exit 1."""
+    """When supervisor refuses to stop the linod (a broken program file of another
+    site), the files go back and no site is left; it ends with one error line, exit 1."""
     g, project, _ = getlino
     broken = g.base / "supervisor" / "conf.d" / "other.conf"
     broken.write_text("[program:other]\n")          # no command: supervisor refuses it
-    before, sites = tree_hash(g.home / "lino"), names(host)
+    before, sites = source_tree(g), names(host)
     name = host.unique("glu")
     try:
         p = host("adopt", project, "--as", name, "--yes", check=False, env=operator(g))
@@ -286,8 +319,30 @@ def test_a_supervisor_that_cannot_update_undoes_the_adoption(host, getlino):
     assert (g.base / "supervisor" / "conf.d" / "linod_gl1.conf").exists()
     assert CRON_FILE.read_text() == CRON.format(prjname="gl1", project_dir=project)
     assert (g.base / "apache2" / "sites-enabled" / "gl1.conf").is_symlink()
-    assert linod_running(g) and tree_hash(g.home / "lino") == before
+    assert linod_running(g) and source_tree(g) == before
     assert not list((host.root / "run" / "journal").glob("*.json"))
+
+
+def test_killed_once_its_linod_is_stopped_the_next_command_starts_it_again(host, getlino):
+    """Killed while it reads the source: the linod and the cron job are stopped (the
+    vhost serves on); the next command puts their files back and supervisor starts the
+    linod again, which writes on."""
+    g, project, _ = getlino
+    before, sites = source_tree(g), names(host)
+    name = host.unique("glk")
+    assert kill_at(host, f"{name}: the source's answers to its JSON API", "adopt", project,
+                   "--as", name, "--yes", env=operator(g))
+    assert not linod_running(g) and not CRON_FILE.exists()
+    assert (g.base / "apache2" / "sites-enabled" / "gl1.conf").is_symlink()
+    assert names(host, env=operator(g)) == sites            # the next command repaired
+    assert not (host.root / name).exists()
+    assert not list((host.root / "run" / "journal").glob("*.json"))
+    assert CRON_FILE.read_text() == CRON.format(prjname="gl1", project_dir=project)
+    assert source_tree(g) == before
+    wait_for("supervisor to start linod-gl1 again", lambda: linod_running(g), timeout=30)
+    name_now = xa_name(project / "gl1")
+    wait_for("the linod to write again", lambda: xa_name(project / "gl1") != name_now,
+             timeout=30)
 
 
 def test_a_running_getlino_is_waited_for(host, getlino):
@@ -319,7 +374,11 @@ def test_same_rows_settings_in_effect_source_untouched(host, getlino, adopted):
     assert rows(host.root / name / "default.db") == counts
     out = host("manage", name, "--", "shell", "-c", EFFECT).stdout
     assert out.split("OWN ", 1)[1].strip() == "False DE Europe/Tallinn True 1"
-    assert tree_hash(g.home / "lino") == before
+    assert source_tree(g) == before
+    # its linod wrote until it was stopped, before the source was read: the last name
+    # it gave is the adopted site's
+    last = xa_name(project / "gl1")
+    assert last.startswith("Adoptland ") and xa_name(host.root / name / "default.db") == last
 
 
 def test_secret_key_kept_and_never_printed(host, getlino, adopted):
@@ -391,7 +450,7 @@ def test_all_adopts_each_site_goes_on_past_a_failure_and_adopts_none_twice(
     sites = names(host)
     q = host("adopt", "--getlino", "--all", "--yes", check=False, env=operator(g))
     assert q.returncode == 1 and "skipped" in q.stdout and "already adopted" in q.stdout
-    assert names(host) == sites and tree_hash(g.home / "lino") == before
+    assert names(host) == sites and source_tree(g) == before
     one = host("adopt", project, "--as", host.unique("gl"), "--yes", check=False,
                env=operator(g))
     assert_one_error_line(one, 2, f"{project} is already adopted as site gl1")
@@ -414,11 +473,11 @@ def test_bad_all_input_is_refused_with_one_line(host, args, words):
 def test_bad_getlino_input_changes_nothing(host, getlino, adopted, tmp_path):
     g, project, _ = getlino
     project = project.parent / "glbroken"       # (gl1 is adopted: that is said first)
-    before, sites = tree_hash(g.home / "lino"), names(host)
+    before, sites = source_tree(g), names(host)
     p = host("adopt", project, "--as", host.unique("gb"), "--python", tmp_path / "nopython",
              "--yes", check=False, env=operator(g))
     assert_one_error_line(p, 2, "not an executable interpreter")
-    assert names(host) == sites and tree_hash(g.home / "lino") == before
+    assert names(host) == sites and source_tree(g) == before
 
 
 def configuring():

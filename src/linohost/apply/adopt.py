@@ -225,8 +225,6 @@ def adopt(ctx, p):
     database itself under --db move), check; return (site, archive path, {table:
     rows}). A failure leaves no site behind, and the source as it was."""
     host, name = ctx.host, p.site.name
-    ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
-    heard = [probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)]
     journal = Journal(host, "adopt", name).start()
     try:
         if p.env_pins:          # (undone after the site: recorded before it)
@@ -235,8 +233,14 @@ def adopt(ctx, p):
             env = envs.create(ctx, p.site.env, p.env_pins)
             journal.record("tree", path=env.path)
         journal.record("adopted_site", site=name, keep_database=p.move)
-        if p.move:          # nothing else may write to the database it takes over
-            oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
+        # Nothing but its users may write to the source while it is copied (nothing
+        # at all to the database --db move takes over): a linod running a task between
+        # the source's answers and its archive would change what they are compared with.
+        place = adopted_place(host, journal, name)
+        first = [s for s in p.old_services if p.stopped_first(s)]
+        oldservices.stop(ctx, journal, name, first, place / "files", p.supervisor_dir or None)
+        ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
+        heard = [probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)]
         counts = [p.database.tables(ctx.cfg)]
         path = archive_source(ctx, p)
         if not p.move:
@@ -260,9 +264,9 @@ def adopt(ctx, p):
                                         [], answers_of=p.site.admin, as_site=name))
         ctx.progress(f"{name}: the same answers as the source's to {len(heard[-1])} requests")
         maintenance.path(host, name).unlink()       # checked: it opens
-        remember(host, journal, p, path)
-        if not p.move:
-            oldservices.stop(ctx, journal, name, p.old_services, p.supervisor_dir or None)
+        remember(place, journal, host, p, path)
+        oldservices.stop(ctx, journal, name, [s for s in p.old_services if s not in first],
+                         place / "files", p.supervisor_dir or None)
     except BaseException:
         ctx.progress(f"{name}: adopting failed; removing what was made")
         journal.undo(ctx, log=ctx.progress)
@@ -271,16 +275,21 @@ def adopt(ctx, p):
     return site, path, counts[-1]
 
 
-def remember(host, journal, p, archive):
-    """Write ``ROOT/adopted/SITE/adoption.toml``: where the site came from."""
-    d = host.adopted_dir / p.site.name
-    if d.is_dir():                          # of an earlier site of this name
-        journal.record("file", path=str(d / RECORD))
-    else:
+def adopted_place(host, journal, name):
+    """``ROOT/adopted/NAME``, root's only (made, and journaled where it is new): where
+    adopt keeps what it took of a source."""
+    d = host.adopted_dir / name
+    if not d.is_dir():                      # (else: of an earlier site of this name)
         journal.record("tree", path=str(d))
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     host.adopted_dir.chmod(0o700)
-    atomic_write(d / RECORD, tomli_w.dumps({
+    return d
+
+
+def remember(place, journal, host, p, archive):
+    """Write ``adoption.toml`` in the site's adopted *place*: where it came from."""
+    journal.record("file", path=str(place / RECORD))
+    atomic_write(place / RECORD, tomli_w.dumps({
         "source": p.source, "kind": p.kind, "python": p.python,
         "adopted": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "created": host.site(p.site.name).created, "archive": str(archive)}), mode=0o600)

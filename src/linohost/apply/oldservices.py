@@ -3,12 +3,15 @@
 nginx's ``sites-enabled``, its cron job (``make_snapshot_PRJ``) and logrotate file.
 
 A file is the project's when it names the project directory (as a whole path: ``…/prj1``
-is not ``…/prj10``). They are stopped only once the adopted site is made and checked:
-each file moves into ``ROOT/adopted/SITE/files/`` under its own path (a vhost's link
-only, as ``a2dissite`` does: the file in ``sites-available`` stays) and each service
-that read one reloads (supervisor stops the programs whose sections are gone; Apache
-and nginx reload gracefully, a running service only). Journaled: if a later step
-fails, every file goes back and the services reload again.
+is not ``…/prj10``). Its background services (a linod, a cron job: they write to the
+database while nothing else does) are stopped before the source is copied; those that
+serve it (a vhost, a uwsgi or daphne program) go on serving until the adopted site is
+made and checked (under ``--db move``: before, too). To stop one, its file moves into
+``ROOT/adopted/SITE/files/`` under its own path (a vhost's link only, as ``a2dissite``
+does: the file in ``sites-available`` stays) and each service that read one reloads
+(supervisor stops the programs whose sections are gone; Apache and nginx reload
+gracefully, a running service only). Journaled: if a later step fails, every file
+goes back and the services reload again.
 """
 
 import configparser
@@ -27,6 +30,8 @@ SUPERVISOR_DIR = Path("/etc/supervisor/conf.d")
 #: Where a cron job or a logrotate file of a project would be (under /etc).
 ETC_DIRS = {"cron": ("cron.daily", "cron.d", "cron.hourly", "cron.weekly"),
             "logrotate": ("logrotate.d",)}
+#: A supervisor program runs a web server (it serves the site) when its command names one.
+SERVERS = re.compile(r"\b(uwsgi|daphne|gunicorn|uvicorn|hypercorn|runserver|[aw]sgi)\b")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class OldService:
     kind: str               # supervisor, apache, nginx, cron, logrotate
     path: str               # the file (a vhost: its link in sites-enabled)
     programs: tuple = ()    # the supervisor programs it defines
+    background: bool = False    # it serves no request (a linod, a cron job)
 
     def describe(self):
         what = f" ({', '.join(self.programs)})" if self.programs else ""
@@ -46,13 +52,19 @@ def names_project(text, project):
 
 
 def _programs(path):
+    """(the programs of supervisor's file *path*, whether none of them serves)."""
     cp = configparser.RawConfigParser(strict=False)
     try:
         cp.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError):
-        return ()
-    return tuple(s.split(":", 1)[1] for s in cp.sections()
-                 if s.split(":", 1)[0] in ("program", "fcgi-program"))
+        return (), False
+    programs = {}                           # name: whether it serves
+    for section in cp.sections():
+        kind, _, name = section.partition(":")
+        if kind in ("program", "fcgi-program") and name:
+            programs[name] = kind == "fcgi-program" or \
+                SERVERS.search(cp.get(section, "command", fallback="")) is not None
+    return tuple(programs), not any(programs.values())
 
 
 def _files(d):
@@ -75,7 +87,7 @@ def find(project, supervisor_dir=None, etc=Path("/etc")):
     out = []
     for p in _files(supervisor_dir or SUPERVISOR_DIR):
         if p.suffix == ".conf" and names_project(_reads(p), project):
-            out.append(OldService("supervisor", str(p), _programs(p)))
+            out.append(OldService("supervisor", str(p), *_programs(p)))
     for kind, confdir in (("apache", system_apache.CONFDIR), ("nginx", system_nginx.CONFDIR)):
         for p in _files(Path(confdir) / "sites-enabled"):
             if names_project(_reads(p), project):
@@ -84,7 +96,7 @@ def find(project, supervisor_dir=None, etc=Path("/etc")):
         for d in dirs:
             for p in _files(etc / d):
                 if names_project(_reads(p), project):
-                    out.append(OldService(kind, str(p)))
+                    out.append(OldService(kind, str(p), background=True))
     return out
 
 
@@ -95,14 +107,14 @@ def supervisor_conf(supervisor_dir):
     return str(conf) if conf.is_file() else None
 
 
-def stop(ctx, journal, site, services, supervisor_dir=None):
-    """Stop the old *services* of the source of the adopted *site* (see the module)."""
+def stop(ctx, journal, site, services, keep, supervisor_dir=None):
+    """Stop the old *services* of the source of the adopted *site*, their files kept
+    in directory *keep* (see the module)."""
     if not services:
         return
     kinds = sorted({s.kind for s in services})
     conf = supervisor_conf(supervisor_dir)
     journal.record("old_services_reload", kinds=kinds, conf=conf)
-    keep = ctx.host.adopted_dir / site / "files"
     for s in services:
         kept = keep / s.path.lstrip("/")
         kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

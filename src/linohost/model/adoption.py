@@ -66,6 +66,11 @@ class Plan:
     move: bool = False          # --db move: the site keeps the source's database
     env_pins: list = field(default_factory=list)   # a new environment's ([]: an existing one)
 
+    def stopped_first(self, service):
+        """Whether the old *service* is stopped before the source is copied (a
+        background one, or any under --db move), not once the adopted site is checked."""
+        return self.move or service.background
+
     def rows(self):
         s = self.site
         return [("source", self.source), ("kind", KINDS[self.kind]),
@@ -83,8 +88,9 @@ class Plan:
                 ("SECRET_KEY", self.key_note),
                 ("settings carried", str(sum(1 for ln in self.own.splitlines()
                                              if ln and not ln.startswith("#")))),
-                ("old services stopped", "; ".join(s.describe() for s in self.old_services)
-                 or "none found")]
+                ("old services stopped", "; ".join(
+                    s.describe() + (", first" if self.stopped_first(s) else ", once checked")
+                    for s in self.old_services) or "none found")]
 
     def as_dict(self):
         return {"source": self.source, "kind": self.kind, "getlino_config": self.config,
@@ -96,7 +102,8 @@ class Plan:
                 "database": self.database.describe(), "db_mode": "move" if self.move else "copy",
                 "media_kib": self.media_kib, "own": self.own,
                 "notes": self.notes, "secret_key_kept": bool(self.key),
-                "old_services": [{"kind": s.kind, "path": s.path, "programs": list(s.programs)}
+                "old_services": [{"kind": s.kind, "path": s.path, "programs": list(s.programs),
+                                  "first": self.stopped_first(s)}
                                  for s in self.old_services]}
 
 
