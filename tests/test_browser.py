@@ -48,6 +48,37 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 WAIT = 60
 
 
+class Chromium(webdriver.Chrome):
+    """A headless Chromium (through chromedriver) whose temporary files (its singleton
+    lock, its profile) go into a directory of its own, removed by quit(); *prefs*:
+    Chromium's preferences."""
+
+    def __init__(self, prefs=None, logs=None):
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for f in FLAGS:
+            opts.add_argument(f)
+        if prefs:
+            opts.add_experimental_option("prefs", prefs)
+        if logs:
+            opts.set_capability("goog:loggingPrefs", logs)
+        self.tmp = tempfile.mkdtemp(prefix="linohost-chromium-")
+        try:
+            super().__init__(service=Service(CHROMEDRIVER, env={**os.environ,
+                                                                "TMPDIR": self.tmp}),
+                             options=opts)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        self.set_page_load_timeout(WAIT)
+
+    def quit(self):
+        try:
+            super().quit()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def artefacts():
     d = Path(os.environ.get("LINOHOST_ARTEFACTS") or Path(__file__).parent / "artefacts")
     d.mkdir(parents=True, exist_ok=True)
@@ -58,14 +89,8 @@ class Browser:
     """One headless Chromium with its performance log, for one site."""
 
     def __init__(self, label, console=False):
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM
-        for f in FLAGS:
-            opts.add_argument(f)
-        logs = {"performance": "ALL", **({"browser": "ALL"} if console else {})}
-        opts.set_capability("goog:loggingPrefs", logs)
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-        self.driver.set_page_load_timeout(WAIT)
+        self.driver = Chromium(logs={"performance": "ALL",
+                                     **({"browser": "ALL"} if console else {})})
         self.driver.set_script_timeout(WAIT)
         self.label = label
         self.requests = {}          # requestId -> {"url", "type", "status", "error"}

@@ -11,14 +11,12 @@ import threading
 from urllib.parse import quote
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from linohost.render.apache import LANDING_PAGE, Mount, index_html
-from test_browser import CHROMEDRIVER, CHROMIUM, FLAGS, WAIT
+from test_browser import WAIT, Chromium
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +48,7 @@ def pages(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driver():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for f in FLAGS:
-        opts.add_argument(f)
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    d.set_page_load_timeout(WAIT)
+    d = Chromium()
     yield d
     d.quit()
 
@@ -110,13 +103,7 @@ def test_one_page_full_is_listed_as_before(driver, pages):
 
 
 def test_without_javascript_every_site_is_listed(pages):
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for f in FLAGS:
-        opts.add_argument(f)
-    opts.add_experimental_option("prefs", {"profile.managed_default_content_settings"
-                                           ".javascript": 2})
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    d = Chromium(prefs={"profile.managed_default_content_settings.javascript": 2})
     try:
         d.get(pages + "/many/")
         assert len(visible(d)) == 130
