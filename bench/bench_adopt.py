@@ -9,18 +9,23 @@ For Cosi and Noi, in one host root with the keeper running (as its service does)
     `--db copy`; on PostgreSQL, a database and user of its own, adopted with
     `--db move` (the user is taken over);
   * while each adoption runs, the project is served by its own process (waitress, as
-    a getlino site's uwsgi would be) and a client signed in as robin asks it for a
-    table every 50 ms: its failed requests are counted.
+    a getlino site's uwsgi would be; with ``--source-server apache`` by Debian's
+    Apache and mod_wsgi through a vhost in ``sites-enabled`` as getlino writes it, in
+    a copy of /etc/apache2 given to adopt as APACHE_CONFDIR, so that adopt stops it
+    with a graceful reload once the new site is checked) and a client signed in as
+    robin asks it for a table every 50 ms: its failed requests are counted, and the
+    reloads of that Apache adopt made.
 
 The adopted site's answers are checked by adopt itself (the same rows per table, the
 same answers to its JSON API): a run that prints times did pass those checks.
 
-Usage: python bench/bench_adopt.py [--apps cosi,noi]
+Usage: python bench/bench_adopt.py [--apps cosi,noi] [--source-server waitress|apache]
 """
 
 import argparse
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -82,15 +87,93 @@ def pg(sql, *args, db="postgres"):
         c.execute(sql, args)
 
 
-class Watched:
-    """The project served by waitress; a client signed in as robin asks it for a
-    table every 50 ms until stop(): (requests, failed)."""
+#: The vhost of a source served by Apache (as getlino's, on a port of its own).
+VHOST = """\
+<VirtualHost 127.0.0.1:{port}>
+    WSGIDaemonProcess {name} threads=15 python-home={env} python-path={project}
+    WSGIProcessGroup {name}
+    WSGIApplicationGroup %{{GLOBAL}}
+    WSGIScriptAlias / {project}/wsgi.py
+    <Directory {project}>
+        Require all granted
+    </Directory>
+</VirtualHost>
+"""
 
-    def __init__(self, python, d):
-        self.port = free_port()
-        self.proc = subprocess.Popen([python, "-m", "waitress", f"--listen=127.0.0.1:{self.port}",
+
+class Waitress:
+    """The project *d* served by waitress on *port*."""
+
+    def __init__(self, python, d, port):
+        self.proc = subprocess.Popen([python, "-m", "waitress", f"--listen=127.0.0.1:{port}",
                                       "wsgi:application"], cwd=d, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
+        self.env = {}
+
+    def serving(self):
+        return True
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Apache:
+    """The project *d* served by Debian's Apache through its vhost in the sites-enabled
+    of a copy of /etc/apache2 (self.env: what tells adopt and apache2ctl so), by
+    www-data, who owns the project as on a getlino host."""
+
+    def __init__(self, python, d, port):
+        if subprocess.run(["pgrep", "-x", "apache2"], capture_output=True).returncode == 0:
+            raise SystemExit("an Apache runs already: --source-server apache needs its pid file")
+        self.conf = d.parent / f"apache2-{d.name}"
+        shutil.copytree("/etc/apache2", self.conf, symlinks=True)
+        (self.conf / "ports.conf").write_text(f"ServerName localhost\nListen 127.0.0.1:{port}\n")
+        for link in (self.conf / "sites-enabled").iterdir():
+            link.unlink()
+        if not (self.conf / "mods-enabled" / "wsgi.load").exists():
+            for f in ("wsgi.load", "wsgi.conf"):
+                (self.conf / "mods-enabled" / f).symlink_to(f"../mods-available/{f}")
+        (self.conf / "sites-available" / f"{d.name}.conf").write_text(VHOST.format(
+            port=port, name=d.name, env=Path(python).parent.parent, project=d))
+        self.link = self.conf / "sites-enabled" / f"{d.name}.conf"
+        self.link.symlink_to(f"../sites-available/{d.name}.conf")
+        subprocess.run(["chown", "-R", "www-data:www-data", d], check=True)
+        self.env = {"APACHE_CONFDIR": str(self.conf)}
+        subprocess.run(["apache2ctl", "start"], env={**os.environ, **self.env}, check=True)
+
+    def serving(self):
+        """Until adopt takes its vhost away (the switch: then a graceful reload)."""
+        return os.path.lexists(self.link)
+
+    def stop(self):
+        subprocess.run(["apache2ctl", "stop"], env={**os.environ, **self.env})
+        deadline = time.monotonic() + 30
+        while subprocess.run(["pgrep", "-x", "apache2"], capture_output=True).returncode == 0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shutil.rmtree(self.conf, ignore_errors=True)
+
+
+class Watched:
+    """The project served by *server* (Waitress, Apache); a client signed in as robin
+    asks it for a table every 50 ms until stop() or the switch (the server no longer
+    serves it): (requests, failed)."""
+
+    def __init__(self, python, d, server=Waitress):
+        self.port = free_port()
+        self.server = server(python, d, self.port)
+        try:
+            self._sign_in(d)
+        except BaseException:
+            self.server.stop()
+            raise
+        self.asked = self.failed = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._ask)
+        self.thread.start()
+
+    def _sign_in(self, d):
         self.url = f"http://127.0.0.1:{self.port}/"
         self.session = requests.Session()
         deadline, said = time.monotonic() + 120, "no answer"
@@ -108,13 +191,9 @@ class Watched:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{d}: its own server does not sign robin in: {said}")
             time.sleep(0.5)
-        self.asked = self.failed = 0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._ask)
-        self.thread.start()
 
     def _ask(self):
-        while not self.done.is_set():
+        while not self.done.is_set() and self.server.serving():
             self.asked += 1
             try:
                 r = self.session.get(self.url + "api/contacts/Persons",
@@ -128,15 +207,16 @@ class Watched:
     def stop(self):
         self.done.set()
         self.thread.join()
-        self.proc.terminate()
-        self.proc.wait()
+        self.server.stop()
         return self.asked, self.failed
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--apps", default="cosi,noi")
+    ap.add_argument("--source-server", choices=("waitress", "apache"), default="waitress")
     a = ap.parse_args()
+    server = Apache if a.source_server == "apache" else Waitress
     h = BenchHost()
     base = Path(tempfile.mkdtemp(prefix="linohost-bench-own-", dir="/tmp"))
     base.chmod(0o755)
@@ -174,18 +254,21 @@ def main():
                                capture_output=True)
             for mode, src in (("copy", d), ("move", e)):
                 print(f"{app}: adopt --db {mode}", flush=True)
-                watched = Watched(python, src)
-                t, p = h("adopt", src, "--as", f"{app}_{mode}", "--db", mode, "--yes",
-                         check=False)
-                asked, failed = watched.stop()
+                watched = Watched(python, src, server)
+                try:
+                    t, p = h("adopt", src, "--as", f"{app}_{mode}", "--db", mode, "--yes",
+                             check=False, env=watched.server.env)
+                finally:
+                    asked, failed = watched.stop()
                 if p.returncode:
                     raise SystemExit(f"adopt {src} failed:\n{p.stderr}")
                 rows.append((app, f"--db {mode}", "sqlite" if mode == "copy" else "postgresql",
                              f"{t:.1f}", f"{t_first:.1f}", f"{t_new:.1f}", f"{t / t_new:.1f}",
-                             asked, failed))
+                             asked, failed, p.stderr.count("Apache reloaded gracefully")))
         print()
         table(rows, ["app", "adopt", "source db", "adopt s", "first new s", "new s",
-                     "adopt/new", "requests to the source", "failed"])
+                     "adopt/new", f"requests to the source ({a.source_server})", "failed",
+                     "its reloads"])
     finally:
         if keeper:
             stop(keeper)
