@@ -251,7 +251,8 @@ def main():
             for src in (d, e):          # its demo data, made where it is (its own URLs)
                 print(f"{app}: prep of {src.name} ...", flush=True)
                 subprocess.run([python, "manage.py", "prep", "--noinput"], cwd=src, check=True,
-                               capture_output=True)
+                               capture_output=True,     # (prep keeps media.bak in TMPDIR)
+                               env={**os.environ, "TMPDIR": str(base)})
             for mode, src in (("copy", d), ("move", e)):
                 print(f"{app}: adopt --db {mode}", flush=True)
                 watched = Watched(python, src, server)
