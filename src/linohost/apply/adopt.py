@@ -237,8 +237,8 @@ def adopt(ctx, p):
         # at all to the database --db move takes over): a linod running a task between
         # the source's answers and its archive would change what they are compared with.
         place = adopted_place(host, journal, name)
-        first = [s for s in p.old_services if p.stopped_first(s)]
-        oldservices.stop(ctx, journal, name, first, place / "files", p.supervisor_dir or None)
+        oldservices.stop(ctx, journal, name, [s for s in p.old_services if p.stopped_first(s)],
+                         place / "files", p.supervisor_dir or None)
         ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
         heard = [probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)]
         counts = [p.database.tables(ctx.cfg)]
@@ -265,7 +265,7 @@ def adopt(ctx, p):
         ctx.progress(f"{name}: the same answers as the source's to {len(heard[-1])} requests")
         maintenance.path(host, name).unlink()       # checked: it opens
         remember(place, journal, host, p, path)
-        oldservices.stop(ctx, journal, name, [s for s in p.old_services if s not in first],
+        oldservices.stop(ctx, journal, name, [s for s in p.old_services if not p.stopped_first(s)],
                          place / "files", p.supervisor_dir or None)
     except BaseException:
         ctx.progress(f"{name}: adopting failed; removing what was made")
