@@ -198,6 +198,45 @@ def test_same_rows_settings_carried_source_untouched(host, seed, adopted):
     assert list((host.root / name / "media").rglob("note.txt"))
 
 
+def test_two_sites_made_alike_answer_alike(host):
+    """What adopt compares, asked of two React sites made alike from one demo template,
+    one under a URL prefix and one on a host name of its own: their index page (which
+    names the project directory and the time of the front end's cache, and carries
+    linohost's prefix script under a prefix), dashboard, user settings, tables and first
+    rows answer the same; a title of its own is a page that differs."""
+    from linohost.apply.adopt import probe, same_answers
+    from linohost.apply.context import Context
+    from linohost.apply.system import System
+    from linohost.errors import StepFailed
+    from linohost.model.host import Host
+    prefixed, own_host = host.unique("alike"), host.unique("alike")
+    host("new", prefixed, "--app", "cosi", "--title", "Alike")
+    host("new", own_host, "--app", "cosi", "--title", "Alike",
+         "--domain", f"{own_host}.example.test")
+    try:
+        h = Host.open(host.root)
+        ctx = Context(h, System(h.cfg, h.home_dir))
+        said = [probe(ctx, h.env(h.site(n).env).bin_python, h.site_dir(n), [],
+                      answers_of="robin", as_site=n) for n in (prefixed, own_host)]
+        assert said[0] == said[1]
+        index = said[0]["/"]
+        assert index[0] == 200 and "<title>Alike</title>" in index[1], index
+        assert "(the project directory's name)" in index[1] and prefixed not in index[1]
+        assert said[0]["/user/settings"][0] == 200 and said[0]["/api/main_html"][0] == 200
+        details = [p for p in said[0] if re.fullmatch(r"/api/\w+/\w+/\d+", p)]
+        # (a table without a detail window answers 404: on both sides)
+        assert len([p for p in details if said[0][p][0] == 200]) >= 10, details
+        with (h.site_dir(own_host) / "settings.py").open("a") as f:     # its own part
+            f.write('SITE.title = "Another"\n')
+        other = probe(ctx, h.env(h.site(own_host).env).bin_python, h.site_dir(own_host), [],
+                      answers_of="robin", as_site=own_host)
+        with pytest.raises(StepFailed, match="answers GET / otherwise"):
+            same_answers(own_host, said[:1], other)
+    finally:
+        for n in (prefixed, own_host):
+            host("rm", n, "--yes", "--no-archive", check=False)
+
+
 def bad(host, *args):
     sites = names(host)
     p = host("adopt", *args, "--yes", check=False)

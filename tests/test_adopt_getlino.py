@@ -330,8 +330,8 @@ def test_killed_once_its_linod_is_stopped_the_next_command_starts_it_again(host,
     g, project, _ = getlino
     before, sites = source_tree(g), names(host)
     name = host.unique("glk")
-    assert kill_at(host, f"{name}: the source's answers to its JSON API", "adopt", project,
-                   "--as", name, "--yes", env=operator(g))
+    assert kill_at(host, f"{name}: the source's answers to its pages and JSON API", "adopt",
+                   project, "--as", name, "--yes", env=operator(g))
     assert not linod_running(g) and not CRON_FILE.exists()
     assert (g.base / "apache2" / "sites-enabled" / "gl1.conf").is_symlink()
     assert names(host, env=operator(g)) == sites            # the next command repaired

@@ -3,8 +3,9 @@
 Probe (its settings, read in its own interpreter), plan (every check before the
 first write), apply: a verified linohost archive of the source in the backup
 directory, restored as a new site with the source's settings as its own part,
-then checked: the same rows per table, and the same answers to its JSON API signed in
-as its first admin (adopt_probe.py --answers, run in each site's own interpreter).
+then checked: the same rows per table, and the same answers to its first pages and
+its JSON API signed in as its first admin (adopt_probe.py --answers, run in each site's
+own interpreter).
 Nothing is ever written into the source.
 What was adopted from where is kept in ``ROOT/adopted/SITE/adoption.toml``: a source
 is adopted once (while its site exists), and `--getlino --all` can be run again.
@@ -81,9 +82,9 @@ def find_python(project, layout=None):
 
 def probe(ctx, python, project, paths, answers_of=None, as_site=None):
     """The project's settings as its own interpreter reads them (adopt_probe.py); or
-    with *answers_of* (a user name) its answers to its JSON API, as that user. Run as
-    root, or as site *as_site*'s user (the script goes as text: linohost's own files
-    are root's)."""
+    with *answers_of* (a user name) its answers to its pages and JSON API, as that
+    user. Run as root, or as site *as_site*'s user (the script goes as text:
+    linohost's own files are root's)."""
     text = resources.files("linohost.apply").joinpath("scripts/adopt_probe.py").read_text()
     what = f"the answers of {project.name}" if answers_of else "reading its settings"
     argv = [python, "-I", "-B", "-c", text,
@@ -239,7 +240,8 @@ def adopt(ctx, p):
         place = adopted_place(host, journal, name)
         oldservices.stop(ctx, journal, name, [s for s in p.old_services if p.stopped_first(s)],
                          place / "files", p.supervisor_dir or None)
-        ctx.progress(f"{name}: the source's answers to its JSON API, as {p.site.admin}")
+        ctx.progress(f"{name}: the source's answers to its pages and JSON API, as "
+                     f"{p.site.admin}")
         heard = [probe(ctx, p.python, Path(p.source), p.paths, answers_of=p.site.admin)]
         counts = [p.database.tables(ctx.cfg)]
         path = archive_source(ctx, p)

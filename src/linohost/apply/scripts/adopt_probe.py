@@ -7,8 +7,8 @@ is ``LINOHOST-PROBE {json}``, or ``LINOHOST-PROBE-ERROR text``; it holds the SEC
 and the database password: linohost reads it, never prints it.
 
 With ``--answers USER PROJECT [PATH ...]`` it prints instead what the site answers to
-its JSON API signed in as USER (see :func:`answers`), the same way for the source and
-for the site made from it: ``LINOHOST-PROBE {"/api/APP/TABLE": [status, body]}``.
+its pages and its JSON API signed in as USER (see :func:`answers`), the same way for the
+source and for the site made from it: ``LINOHOST-PROBE {"/api/APP/TABLE": [status, body]}``.
 """
 
 import ast
@@ -174,15 +174,47 @@ def distributions():
     return out
 
 
+#: Pages a person sees first, asked besides the tables: the index page, the dashboard,
+#: React's user settings (404 where the front end has none: the same on both sides).
+PAGES = ("", "api/main_html", "user/settings")
+#: What the project directory's name (React's ``site_name``) reads as in answers.
+PROJECT_NAME = "(the project directory's name)"
+#: What an error page that is not JSON reads as: Django's (under DEBUG, its technical
+#: page), not the site's.
+ERROR_PAGE = "(an error page)"
+#: What a detail's reason why its row cannot be deleted reads as: it names the rows
+#: that refer to it in the order the database happens to hold them.
+UNDELETABLE = "(why it cannot be deleted)"
+
+
+def masked(data):
+    """A JSON answer with what differs by nature masked (see answers())."""
+    if isinstance(data, dict):
+        if "site_name" in data:                         # React's user/settings
+            data["site_name"] = PROJECT_NAME
+        if data.get("disable_delete") and "navinfo" in data:      # a detail
+            data["disable_delete"] = UNDELETABLE
+    return data
+
+
 def answers(project, username):
-    """{path: [status, body]} of a GET of the default table of every model
-    with rows that *username* may see (``api/APP/TABLE?fmt=json&limit=10&sort=PK``), signed in
-    as *username*; not Django's sessions (their ages are counted from now). The site's
-    own URL prefix reads as "/" in paths and bodies. Sessions live in signed cookies and
-    everything runs in one transaction rolled back at the end: no row is written. A body
-    that is JSON comes parsed, so that a difference can be named. Times told relative to
-    now ("17 seconds ago": Django's naturaltime, which Lino uses) read as RELATIVE_TIME:
-    asked a minute later, the same site answers otherwise."""
+    """{path: [status, body]} of what a person sees first (PAGES), of a GET of the default
+    table of every model with rows that *username* may see
+    (``api/APP/TABLE?fmt=json&limit=10&sort=PK``) and of the detail of its first row
+    (``api/APP/TABLE/ID?fmt=json&an=detail&sort=PK``), signed in as *username*; not Django's
+    sessions (their ages are counted from now). The site's own URL prefix reads as "/" in
+    paths and bodies. Sessions live in signed cookies and everything runs in one
+    transaction rolled back at the end: no row is written. A body that is JSON comes
+    parsed, so that a difference can be named.
+
+    What differs by nature reads the same on both sides: times told relative to now
+    ("17 seconds ago": Django's naturaltime, which Lino uses) read as RELATIVE_TIME
+    (asked a minute later, the same site answers otherwise); the cache stamp of the
+    front end (Lino's ``lino_version``, the time its cache was made) as 0; the project
+    directory's name as PROJECT_NAME; a detail's reason why its row cannot be deleted
+    as UNDELETABLE; an error page that is not JSON (a table without a detail window
+    answers 404) as ERROR_PAGE; and linohost's own script in the page head (its
+    ``under_prefix`` plugin, which keeps the front end under the prefix) is left out."""
     import django
     from django.conf import settings
     settings_module(project)                # sets DJANGO_SETTINGS_MODULE as manage.py does
@@ -197,31 +229,47 @@ def answers(project, username):
     from django.test import Client
     from lino.api import rt
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-    prefix = settings.SITE.site_prefix
+    site = settings.SITE
+    site.developer_site_cache = False       # (its page would write the front end's cache)
+    site.kernel._lino_version = 0
+    if "under_prefix" in site.plugins:
+        site.plugins.under_prefix.get_head_lines = lambda *a, **kw: iter(())
+    prefix = site.site_prefix
+    name = json.dumps(site.project_dir.name)
     host = next((h for h in settings.ALLOWED_HOSTS if h and "*" not in h and
                  not h.startswith(".")), "localhost")
     out = {}
+
+    def get(path, **params):
+        r = client.get(prefix + path, params)
+        body = r.content.replace(prefix.encode(), b"/") if prefix != "/" else r.content
+        text = body.decode(errors="replace").replace(f"site_name: {name}",
+                                                     f"site_name: {json.dumps(PROJECT_NAME)}")
+        try:
+            out["/" + path] = [r.status_code, masked(json.loads(text))]
+        except ValueError:
+            out["/" + path] = [r.status_code, ERROR_PAGE if r.status_code >= 400 else text]
+
     with transaction.atomic():
         user = rt.models.users.User.objects.get(username=username)
         client = Client(HTTP_HOST=host)
         client.force_login(user)
+        for path in PAGES:
+            get(path)
         for model in apps.get_models():
             table = model.get_default_table() if hasattr(model, "get_default_table") else None
             if (table is None or model._meta.label == "sessions.Session"
-                    or not table.get_view_permission(user.user_type)
-                    or not model.objects.exists()):
+                    or not table.get_view_permission(user.user_type)):
+                continue
+            first = model.objects.order_by("pk").first()
+            if first is None:
                 continue
             path = f"api/{table.app_label}/{table.__name__}"
             # sorted by the primary key: a table without an order of its own comes in
-            # whatever order the database holds its rows, which a restore may change
-            r = client.get(prefix + path, {"fmt": "json", "limit": 10,
-                                           "sort": model._meta.pk.name})
-            body = r.content.replace(prefix.encode(), b"/") if prefix != "/" else r.content
-            text = body.decode(errors="replace")
-            try:
-                out["/" + path] = [r.status_code, json.loads(text)]
-            except ValueError:
-                out["/" + path] = [r.status_code, text]
+            # whatever order the database holds its rows, which a restore may change (a
+            # detail's first, previous, next and last rows too)
+            get(path, fmt="json", limit=10, sort=model._meta.pk.name)
+            get(f"{path}/{first.pk}", fmt="json", an="detail", sort=model._meta.pk.name)
         transaction.set_rollback(True)
     return out
 
@@ -234,6 +282,9 @@ def main():
     project, extra = args[0], args[1:]
     os.chdir(project)
     sys.path[:0] = [project, *extra]
+    # as a WSGI server runs it: Lino takes a command line that starts with "-" (this
+    # one's "-c") for a development server's, and so writes its cache at each page
+    sys.argv = [os.path.join(project, "manage.py")]
     try:
         data = answers(project, username) if username else probe(project)
     except BaseException as e:              # the project's own code raised
