@@ -6,8 +6,6 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -28,6 +26,7 @@ def print_json(data):
 
 
 def table(columns, rows):
+    from rich.table import Table
     t = Table(*columns, box=None, pad_edge=False, header_style="bold")
     for r in rows:
         t.add_row(*[str(c) for c in r])
@@ -43,6 +42,8 @@ def table(columns, rows):
 @contextmanager
 def bar(description, total):
     """A progress bar on stderr; yields ``advance(text)``."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err) as p:
         task = p.add_task(description, total=total)

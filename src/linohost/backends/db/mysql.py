@@ -1,9 +1,10 @@
 """MariaDB/MySQL: a database and a user of the same name per site."""
 
-import pymysql
-
 from ...errors import ServiceUnavailable
+from ...imports import lazy
 from .tools import run_tool
+
+pymysql = lazy("pymysql")
 
 
 def quote_ident(name):

@@ -1,10 +1,10 @@
 """PostgreSQL: a database owned by a role of the same name, per site."""
 
-import psycopg
-from psycopg import sql
-
 from ...errors import ServiceUnavailable
+from ...imports import lazy
 from .tools import run_tool
+
+psycopg = lazy("psycopg")
 
 
 class PostgreSQL:
@@ -58,29 +58,29 @@ class PostgreSQL:
     def create(self, name, password, note=""):
         """Create role *name* and database *name* owned by it, closed to others;
         *note* (who made them) becomes their comment."""
-        ident = sql.Identifier(name)
+        ident = psycopg.sql.Identifier(name)
         with self._connect() as c:
-            c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                ident, sql.Literal(password)))
-            c.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0")
+            c.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                ident, psycopg.sql.Literal(password)))
+            c.execute(psycopg.sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0")
                       .format(ident, ident))
-            c.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+            c.execute(psycopg.sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
         if note:
             self.mark(name, note)
 
     def mark(self, name, note):
         """Record who made role and database *name* as their comment."""
-        ident = sql.Identifier(name)
+        ident = psycopg.sql.Identifier(name)
         with self._connect() as c:
             for kind in ("ROLE", "DATABASE"):
-                c.execute(sql.SQL("COMMENT ON " + kind + " {} IS {}").format(
-                    ident, sql.Literal(note)))
+                c.execute(psycopg.sql.SQL("COMMENT ON " + kind + " {} IS {}").format(
+                    ident, psycopg.sql.Literal(note)))
 
     def set_password(self, name, password):
         """Give role *name* the password *password*."""
         with self._connect() as c:
-            c.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(name), sql.Literal(password)))
+            c.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Literal(password)))
 
     def others_of(self, name):
         """The databases other than *name* that role *name* owns or may reach (besides
@@ -94,10 +94,10 @@ class PostgreSQL:
         return sorted(r[0] for r in rows)
 
     def drop(self, name):
-        ident = sql.Identifier(name)
+        ident = psycopg.sql.Identifier(name)
         with self._connect() as c:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+            c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+            c.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
 
     def _client(self):
         """Connection options and environment of the client tools (admin role)."""
