@@ -267,7 +267,8 @@ def adopt(ctx, p):
         ctx.progress(f"{name}: the same answers as the source's to {len(heard[-1])} requests")
         maintenance.path(host, name).unlink()       # checked: it opens
         remember(place, journal, host, p, path)
-        oldservices.stop(ctx, journal, name, [s for s in p.old_services if not p.stopped_first(s)],
+        oldservices.stop(ctx, journal, name,
+                         [s for s in p.old_services if not p.stopped_first(s)],
                          place / "files", p.supervisor_dir or None)
     except BaseException:
         ctx.progress(f"{name}: adopting failed; removing what was made")
